@@ -1,8 +1,221 @@
-"""The ``mssfs`` command (placeholder until the mount lands)."""
+"""The ``mssfs`` command: ``mssfs mount`` and ``mssfs umount``.
+
+How it works. This is the only module that reads ``argv`` and the environment. ``mount``
+parses the arguments and the ``-o`` options (``config.OPTIONS``, the one table that also
+writes ``--help``), resolves credentials (``credentials.resolve_credentials``), builds
+one frozen ``MountConfig``, sets up logging, and hands over to ``mount``: the checks
+(mountpoint, then a preflight request with short timeouts), then either a foreground
+mount or a daemonised one that returns only when the mount is ready.
+
+Every failure the user can cause ends as one line ``mssfs: <reason>`` on stderr and exit
+status 1, never a traceback (an unexpected exception is logged with its traceback at
+DEBUG and summarised in one line). Secrets: no option takes one (``-o secret_key=...``
+is refused with the reason), they never reach a child's argv (the daemon is a fork that
+inherits them in memory), and a logging filter masks them should any message carry one.
+
+No locks, no threads.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
 
-def main(argv: list[str] | None = None) -> int:
-    print("mssfs: not yet")
+from mssfs import mount as mounting
+from mssfs.config import (
+    ConfigError,
+    MountConfig,
+    Source,
+    build_section,
+    options_help,
+    parse_options,
+)
+from mssfs.credentials import CredentialsError, resolve_credentials
+from mssfs.store.config import DEFAULT_ENDPOINT, StoreConfig, normalize_endpoint
+
+log = logging.getLogger("mssfs.cli")
+
+LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+
+class CliError(Exception):
+    """A one-line failure for the user."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mssfs", description="Mount MSS or any S3-compatible store as a filesystem."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    mount = sub.add_parser(
+        "mount", help="mount an account, a bucket or a bucket prefix",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="mssfs mount [BUCKET[:/PREFIX]] MOUNTPOINT [options]",
+        description="Without BUCKET the whole account is mounted: the top level lists the "
+        "buckets, and mkdir/rmdir there create and delete buckets.",
+        epilog=options_help() + "\n\n" + CREDENTIALS_HELP,
+    )
+    mount.add_argument("args", nargs="+", metavar="[BUCKET[:/PREFIX]] MOUNTPOINT")
+    mount.add_argument("--endpoint", help=f"S3 endpoint URL (default $MSS_ENDPOINT, "
+                       f"else {DEFAULT_ENDPOINT})")
+    mount.add_argument("--region", help="region for SigV4 signatures [us-east-1]")
+    mount.add_argument("--profile", help="profile of ~/.aws/credentials [default]")
+    mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPT,...",
+                       help="mount options, see below")
+    mount.add_argument("-f", "--foreground", action="store_true",
+                       help="stay in the foreground (default: return once mounted)")
+    mount.add_argument("--debug", action="store_true", help="log every S3 request")
+    mount.add_argument("--log-file", help="log here (default: stderr with -f, else "
+                       "~/.local/state/mssfs/mount.log)")
+    mount.add_argument("--memory", action="store_true",
+                       help="dev mount over an in-memory store: data vanishes on unmount")
+    mount.add_argument("--ready-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    umount = sub.add_parser("umount", help="finish pending uploads and unmount")
+    umount.add_argument("mountpoint")
+    umount.add_argument("--timeout", type=float, default=3600.0,
+                        help="seconds to wait for pending uploads [3600]")
+    return parser
+
+
+CREDENTIALS_HELP = """\
+credentials, first found wins:
+  MSS_ACCESS_KEY_ID / MSS_SECRET_ACCESS_KEY
+  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN)
+  -o passwd_file=FILE (s3fs format, mode 600)
+  ~/.aws/credentials, profile --profile, $AWS_PROFILE or "default"
+A secret is never accepted on the command line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "mount":
+            return cmd_mount(args, os.environ)
+        return cmd_umount(args, os.environ)
+    except (CliError, ConfigError, CredentialsError, mounting.MountError) as exc:
+        print(f"mssfs: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        log.debug("unexpected failure", exc_info=True)
+        print(f"mssfs: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    config, secrets = build_config(args, env)
+    setup_logging(config, env, secrets)
+    runtime = runtime_dir(env)
+    mounting.check_mountpoint(config.mountpoint)
+    if not config.memory:
+        mounting.preflight(config)
+    if config.foreground:
+        mounting.run_foreground(config, runtime)
+    else:
+        mounting.run_daemon(config, runtime, timeout=args.ready_timeout)
     return 0
+
+
+def cmd_umount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    mounting.unmount(args.mountpoint, runtime_dir(env), timeout=args.timeout)
+    return 0
+
+
+def split_positionals(values: Sequence[str]) -> tuple[Source, str]:
+    if len(values) == 1:
+        return Source(), values[0]
+    if len(values) == 2:
+        return Source.parse(values[0]), values[1]
+    raise CliError("expected [BUCKET[:/PREFIX]] MOUNTPOINT")
+
+
+def build_config(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> tuple[MountConfig, list[str]]:
+    """The frozen MountConfig, and the secrets for the log filter."""
+    source, mountpoint = split_positionals(args.args)
+    parsed = parse_options(args.options)
+    store_opts = build_section("store", parsed["store"])
+    credentials = None
+    if not (args.memory or store_opts.anonymous):
+        resolved = resolve_credentials(
+            env, bucket=source.bucket, passwd_file=store_opts.passwd_file,
+            profile=args.profile or store_opts.profile,
+        )
+        credentials = resolved.credentials
+        log.debug("credentials from %s", resolved.source)
+    endpoint = args.endpoint or store_opts.endpoint or env.get("MSS_ENDPOINT") or DEFAULT_ENDPOINT
+    try:
+        store = StoreConfig(
+            endpoint=normalize_endpoint(endpoint), credentials=credentials,
+            region=args.region or store_opts.region,
+            signature="v2" if store_opts.sigv2 else "v4",
+            addressing="path" if store_opts.path_style else "virtual",
+            verify_tls=False if store_opts.no_verify_ssl else (store_opts.ca_bundle or True),
+            connect_timeout=store_opts.connect_timeout, read_timeout=store_opts.timeout,
+            max_retries=store_opts.retries,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc))
+    config = MountConfig(
+        source=source, mountpoint=os.path.abspath(mountpoint), store=store,
+        fuse=build_section("fuse", parsed["fuse"]),
+        cache=build_section("cache", parsed["cache"]),
+        upload=build_section("upload", parsed["upload"]),
+        foreground=args.foreground, debug=args.debug, log_file=args.log_file,
+        memory=args.memory,
+    )
+    secrets = [] if credentials is None else [credentials.secret_key]
+    if credentials is not None and credentials.session_token:
+        secrets.append(credentials.session_token)
+    return config, secrets
+
+
+def runtime_dir(env: Mapping[str, str]) -> str:
+    """Where mount pid files live: $XDG_RUNTIME_DIR/mssfs, else /tmp/mssfs-UID."""
+    base = env.get("XDG_RUNTIME_DIR")
+    return os.path.join(base, "mssfs") if base else f"/tmp/mssfs-{os.getuid()}"
+
+
+class SecretFilter(logging.Filter):
+    """Masks secrets in any record, should a message ever carry one."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(config: MountConfig, env: Mapping[str, str], secrets: Sequence[str]) -> None:
+    """``mssfs`` logger: INFO (DEBUG with --debug) to stderr with -f, else to a file."""
+    logger = logging.getLogger("mssfs")
+    logger.setLevel(logging.DEBUG if config.debug else logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    if config.log_file:
+        handler: logging.Handler = logging.FileHandler(config.log_file)
+    elif config.foreground:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        state = env.get("XDG_STATE_HOME") or os.path.join(
+            env.get("HOME") or os.path.expanduser("~"), ".local", "state")
+        os.makedirs(os.path.join(state, "mssfs"), mode=0o700, exist_ok=True)
+        handler = logging.FileHandler(os.path.join(state, "mssfs", "mount.log"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(SecretFilter(secrets))
+    logger.addHandler(handler)
+    logger.propagate = False
+    # The binding logs its own callback errors at DEBUG; ours are logged in fuse_ops.
+    logging.getLogger("mfusepy").setLevel(logging.WARNING)
