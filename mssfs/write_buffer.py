@@ -1,0 +1,454 @@
+"""The write buffer: the bytes of one open file between ``write`` and the upload.
+
+One ``WriteBuffer`` per open-for-write file, shared by all its handles. Every byte
+written lands first in a local *staging file* (mode 0600 in ``staging_dir``), always
+exactly as long as the file: this is the durability choice. Whatever happens to the
+upload, the buffer can still hand every byte to the recovery folder, and a write that
+breaks a streamed upload can fall back to uploading the staged file. The cost is one
+local ``pwrite`` per write (page cache, not RSS) and disk space for the file.
+
+Two ways up:
+
+- **Streaming.** A buffer that starts empty (new file, or ``truncate``) streams: as soon
+  as writes have passed the end of the next part, that part (a ``FileRange`` of the
+  staging file) is handed to an ``UploadStream``, while the application keeps writing.
+  The multipart upload is only started when the first part is full, so a file smaller
+  than one part is a single PutObject. Part sizes grow with the part number
+  (``uploader.stream_part_size``). Backpressure comes from the uploader's byte budget:
+  ``add_part`` blocks the writer while too much is in flight. Parts already sent are
+  final: any change below ``_sent_end`` (an overwrite, a truncate) abandons the stream
+  (it is aborted) and the buffer falls back to the staged file.
+- **Staged.** Everything else (an existing object that is appended to or overwritten,
+  a broken stream) uploads the staging file on commit, with ``Uploader.upload_file``
+  (one PUT, or parallel parts). Bytes of the base object are fetched on demand: a read
+  fetches only the missing 1 MiB blocks it touches; a commit fetches every range still
+  missing (in parallel on the uploader's pool). ``_valid`` records which ranges of the
+  base region ``[0, _base_limit)`` are already in the file (written or fetched).
+  ``_base_limit`` shrinks with truncation: bytes past it are zeros or written, never
+  base bytes. Fetches are pinned to the base ETag (If-Match).
+
+Commit: upload now; on failure abort the upload, copy the staged bytes to the recovery
+folder (one ERROR line names both) and raise ``UploadFailed``. An unchanged buffer
+commits nothing. A metadata-only change on an existing object is a self-copy. A
+metadata change during a stream (``cp -p`` sets times before ``close``) is applied
+after completion by a self-copy, since the multipart upload's metadata is fixed.
+
+Locking: one ``threading.Condition`` (``_cond``) guards every field. It is never held
+across a network call; local disk I/O (pwrite/pread/ftruncate) happens under it, which
+is what orders writes. Ordering against a commit: a commit marks the buffer
+``_committing`` and releases the lock while it uploads; ``write``, ``truncate``,
+``set_metadata`` and another ``commit`` wait on the condition until it is done (reads
+go on: the content does not change). So a commit uploads exactly the bytes written
+before it started, and later writes go into the next commit. Parts are reserved under
+the lock (numbers and ranges) and handed to the uploader outside it; ``_handoffs``
+counts hand-overs in progress, and commit/close wait for it to reach zero so no part
+is missing when the upload is completed (``complete`` also checks the part count).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mssfs.errors import UploadFailed
+from mssfs.recovery import RecoveryFolder
+from mssfs.store.base import ObjectInfo, ObjectStore
+from mssfs.uploader import MAX_PARTS, FileRange, Uploader, UploadStream, stream_part_size
+
+__all__ = ["WriteBuffer"]
+
+log = logging.getLogger(__name__)
+
+FETCH_BLOCK = 1024 * 1024  # reads of the base object fetch whole 1 MiB blocks
+
+Extents = list[tuple[int, int]]
+
+
+def _gaps(valid: Extents, start: int, end: int) -> Extents:
+    """The parts of [start, end) not covered by the sorted, disjoint ``valid``."""
+    gaps, pos = [], start
+    for a, b in valid:
+        if b <= pos:
+            continue
+        if a >= end:
+            break
+        if a > pos:
+            gaps.append((pos, a))
+        pos = max(pos, b)
+    if pos < end:
+        gaps.append((pos, end))
+    return gaps
+
+
+def _add(valid: Extents, start: int, end: int) -> Extents:
+    """``valid`` with [start, end) merged in."""
+    if start >= end:
+        return valid
+    merged, placed = [], False
+    for a, b in valid:
+        if b < start or a > end:
+            if a > end and not placed:
+                merged.append((start, end))
+                placed = True
+            merged.append((a, b))
+        else:
+            start, end = min(a, start), max(b, end)
+    if not placed:
+        merged.append((start, end))
+    return sorted(merged)
+
+
+def _clip(valid: Extents, limit: int) -> Extents:
+    return [(a, min(b, limit)) for a, b in valid if a < limit]
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """What one commit uploads, captured under the lock."""
+
+    size: int
+    data_changed: bool
+    metadata: dict[str, str]
+    content_type: str | None
+    stream: UploadStream | None
+    stream_meta: tuple[str | None, dict[str, str]] | None
+    sent_end: int
+    next_part: int
+
+
+class WriteBuffer:
+    """Per-file write buffer; see the module docstring. Thread-safe."""
+
+    def __init__(self, store: ObjectStore, uploader: Uploader, recovery: RecoveryFolder,
+                 bucket: str, key: str, *, base: ObjectInfo | None, truncate: bool,
+                 content_type: str | None, metadata: Mapping[str, str],
+                 staging_dir: str) -> None:
+        self.store, self.uploader, self.recovery = store, uploader, recovery
+        self.bucket, self.key = bucket, key
+        self._part_size = uploader.config.part_size
+        self._cond = threading.Condition(threading.Lock())
+        self._fd, self._path = tempfile.mkstemp(prefix="mssfs-", dir=staging_dir)
+        self._base = base
+        fresh = base is None or truncate
+        self._size = 0 if fresh else base.size
+        self._base_limit = self._size
+        self._valid: Extents = []
+        if not fresh:
+            os.ftruncate(self._fd, self._size)
+        # A new object must be created even if nothing is written; a truncated one
+        # must be emptied: both count as a change.
+        self._data_dirty = int(base is None or (truncate and base.size > 0))
+        self._meta_dirty = False
+        self._metadata = dict(metadata)
+        self._content_type = content_type
+        self._streamable = fresh
+        self._stream: UploadStream | None = None
+        self._stream_meta: tuple[str | None, dict[str, str]] | None = None
+        self._sent_end = 0
+        self._next_part = 1
+        self._handoffs = 0
+        self._committing = False
+        self._closed = False
+
+    # -- properties -------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        with self._cond:
+            return self._size
+
+    @property
+    def dirty(self) -> int:
+        """Bytes changed since the last commit (truncates and metadata count as one);
+        non-zero exactly when ``commit`` has something to upload."""
+        with self._cond:
+            return self._data_dirty + int(self._meta_dirty)
+
+    @property
+    def staging_path(self) -> str:
+        return self._path
+
+    # -- changes ----------------------------------------------------------------
+    def write(self, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` (a hole before it reads as zeros)."""
+        if not data:
+            return 0
+        with self._cond:
+            self._wait_idle()
+            view, pos = memoryview(data), offset
+            while view:
+                done = os.pwrite(self._fd, view, pos)
+                view, pos = view[done:], pos + done
+            end = offset + len(data)
+            self._size = max(self._size, end)
+            self._valid = _add(self._valid, min(offset, self._base_limit),
+                               min(end, self._base_limit))
+            self._data_dirty += len(data)
+            handover = self._after_change(offset, end)
+        self._hand_over(*handover)
+        return len(data)
+
+    def truncate(self, length: int) -> None:
+        """Shrink, or grow with zeros, to ``length`` bytes."""
+        with self._cond:
+            self._wait_idle()
+            if length == self._size:
+                return
+            os.ftruncate(self._fd, length)
+            if length < self._base_limit:
+                self._base_limit = length
+                self._valid = _clip(self._valid, length)
+            lowest = min(length, self._size)
+            self._size = length
+            self._data_dirty += 1
+            handover = self._after_change(lowest, 0)
+        self._hand_over(*handover)
+
+    def set_metadata(self, metadata: Mapping[str, str], content_type: str | None = None) -> None:
+        """Replace the user metadata (and the content type, if given) of the next upload."""
+        with self._cond:
+            self._wait_idle()
+            self._metadata = dict(metadata)
+            if content_type is not None:
+                self._content_type = content_type
+            self._meta_dirty = True
+
+    # -- reads ------------------------------------------------------------------
+    def read(self, offset: int, size: int) -> bytes:
+        """Read-your-writes: staged bytes, base bytes fetched on demand."""
+        with self._cond:
+            self._check_open()
+            end = min(offset + size, self._size)
+            if offset >= end:
+                return b""
+            lo = offset // FETCH_BLOCK * FETCH_BLOCK
+            hi = min(-(-end // FETCH_BLOCK) * FETCH_BLOCK, self._base_limit)
+            gaps = _gaps(self._valid, lo, hi) if lo < hi else []
+            etag = self._base.etag if self._base else ""
+        for start, stop in gaps:
+            self._fetch(start, stop, etag)
+        with self._cond:
+            self._check_open()
+            end = min(offset + size, self._size)
+            return os.pread(self._fd, max(0, end - offset), offset)
+
+    # -- commit and close -------------------------------------------------------
+    def commit(self) -> ObjectInfo:
+        """Upload now; see the module docstring. Raises ``UploadFailed`` after keeping
+        the bytes in the recovery folder."""
+        with self._cond:
+            while self._committing or self._handoffs:
+                self._cond.wait()
+            self._check_open()
+            if not (self._data_dirty or self._meta_dirty):
+                assert self._base is not None  # a buffer without base starts dirty
+                return self._base
+            job = self._begin_commit()
+        try:
+            info = self._upload(job)
+        except Exception as exc:
+            try:
+                raise self._failed(exc) from exc
+            finally:
+                with self._cond:
+                    self._committing = False
+                    self._cond.notify_all()
+        with self._cond:
+            self._base = info
+            self._base_limit = info.size
+            self._valid = [(0, info.size)] if info.size else []
+            self._data_dirty = 0
+            self._meta_dirty = False
+            self._committing = False
+            self._cond.notify_all()
+        return info
+
+    def close(self, *, keep_dirty: bool = True) -> None:
+        """Free the staging file. Uncommitted changes go to the recovery folder unless
+        ``keep_dirty`` is False (the file was deleted). Idempotent."""
+        with self._cond:
+            while self._committing or self._handoffs:
+                self._cond.wait()
+            if self._closed:
+                return
+            self._closed = True
+            stream, self._stream = self._stream, None
+            unsaved = self._data_dirty
+        if stream is not None:
+            stream.abort()
+        try:
+            if unsaved and keep_dirty:
+                try:
+                    self.recovery.save(self.bucket, self.key, self._fd)
+                except OSError:
+                    log.exception("could not keep the unsaved bytes of s3://%s/%s",
+                                  self.bucket, self.key)
+        finally:
+            os.close(self._fd)
+            os.unlink(self._path)
+
+    # -- internals: streaming ---------------------------------------------------
+    def _after_change(self, lowest: int, write_end: int
+                      ) -> tuple[UploadStream | None, UploadStream | None, list]:
+        """Under the lock, after bytes from ``lowest`` changed: break the stream, or
+        reserve the parts that ``write_end`` has completed. Returns (stream to abort,
+        stream to feed, parts)."""
+        if not self._streamable:
+            return None, None, []
+        if lowest < self._sent_end:
+            return self._break_stream(), None, []
+        parts = []
+        while self._next_part <= MAX_PARTS:
+            part_size = stream_part_size(self._next_part, min_part=self._part_size)
+            if write_end - self._sent_end < part_size:
+                break
+            parts.append((self._next_part, FileRange(self._fd, self._sent_end, part_size)))
+            self._sent_end += part_size
+            self._next_part += 1
+        if not parts:
+            return None, None, []
+        if self._stream is None:
+            self._stream_meta = (self._content_type, dict(self._metadata))
+            self._stream = self.uploader.start_stream(
+                self.bucket, self.key, content_type=self._content_type,
+                metadata=self._metadata)
+        self._handoffs += 1
+        return None, self._stream, parts
+
+    def _break_stream(self) -> UploadStream | None:
+        """Under the lock: stop streaming; the staged file now carries the upload."""
+        stream, self._stream = self._stream, None
+        self._streamable = False
+        return stream
+
+    def _hand_over(self, abort: UploadStream | None, stream: UploadStream | None,
+                   parts: list) -> None:
+        """Outside the lock: abort a broken stream, or give reserved parts to the
+        uploader (this is where a writer blocks for backpressure)."""
+        if abort is not None:
+            abort.abort()
+        if stream is None:
+            return
+        try:
+            for number, body in parts:
+                stream.add_part(body, part_number=number)
+        except Exception:
+            log.debug("streaming s3://%s/%s stopped", self.bucket, self.key, exc_info=True)
+            with self._cond:
+                broken = self._break_stream() if self._stream is stream else None
+            if broken is not None:
+                broken.abort()
+        finally:
+            with self._cond:
+                self._handoffs -= 1
+                self._cond.notify_all()
+
+    # -- internals: commit ------------------------------------------------------
+    def _begin_commit(self) -> _Commit:
+        """Under the lock: capture what to upload and take the stream over."""
+        self._committing = True
+        job = _Commit(self._size, bool(self._data_dirty), dict(self._metadata),
+                      self._content_type, self._stream, self._stream_meta,
+                      self._sent_end, self._next_part)
+        self._break_stream()
+        return job
+
+    def _upload(self, job: _Commit) -> ObjectInfo:
+        if job.stream is not None:
+            etag = self._finish_stream(job)
+        elif not job.data_changed and self._base is not None:
+            etag = self._copy_self(job, self._base.etag)
+        else:
+            self._fill_all()
+            if job.size <= self.uploader.config.single_put_threshold:
+                data = FileRange(self._fd, 0, job.size).read()
+                etag = self.uploader.put(self.bucket, self.key, data, length=job.size,
+                                         content_type=job.content_type,
+                                         metadata=job.metadata)
+            else:
+                etag = self.uploader.upload_file(self.bucket, self.key, self._path,
+                                                 content_type=job.content_type,
+                                                 metadata=job.metadata, size=job.size)
+        return ObjectInfo(self.key, job.size, etag, time.time(), job.content_type,
+                          job.metadata)
+
+    def _finish_stream(self, job: _Commit) -> str:
+        stream, pos, number = job.stream, job.sent_end, job.next_part
+        assert stream is not None
+        try:
+            while pos < job.size:
+                length = min(stream_part_size(number, min_part=self._part_size),
+                             job.size - pos)
+                stream.add_part(FileRange(self._fd, pos, length), part_number=number)
+                pos, number = pos + length, number + 1
+        except BaseException:
+            stream.abort()
+            raise
+        etag = stream.complete(expected_parts=number - 1)
+        if job.stream_meta != (job.content_type, job.metadata):
+            etag = self._copy_self(job, etag)
+        return etag
+
+    def _copy_self(self, job: _Commit, etag: str) -> str:
+        """Apply new metadata to the stored object with a server-side self-copy."""
+        return self.uploader.copy_large(self.bucket, self.key, self.bucket, self.key,
+                                        job.size, metadata=job.metadata,
+                                        content_type=job.content_type, if_match=etag)
+
+    def _failed(self, exc: Exception) -> UploadFailed:
+        """Keep the bytes (the lock is free; writers wait for ``_committing``)."""
+        what = f"upload of s3://{self.bucket}/{self.key} failed: {exc}"
+        with self._cond:
+            missing = sum(b - a for a, b in _gaps(self._valid, 0, self._base_limit))
+        if missing:
+            log.error("s3://%s/%s: %d bytes of the original object could not be read; "
+                      "they are zeros in the recovered copy", self.bucket, self.key, missing)
+        try:
+            path = self.recovery.save(self.bucket, self.key, self._fd)
+        except OSError:
+            log.exception("%s; the bytes could not be copied to the recovery folder and "
+                          "stay in %s while the file is open", what, self._path)
+            return UploadFailed(what, path=self.key)
+        return UploadFailed(f"{what}; bytes kept in {path}", path=self.key,
+                            recovery_path=path)
+
+    # -- internals: base object -------------------------------------------------
+    def _fill_all(self) -> None:
+        """Fetch every base range still missing, in parallel on the uploader's pool."""
+        with self._cond:
+            gaps = _gaps(self._valid, 0, self._base_limit)
+            etag = self._base.etag if self._base else ""
+        chunks = [(a, min(a + self._part_size, b)) for s, b in gaps
+                  for a in range(s, b, self._part_size)]
+        if len(chunks) == 1:
+            self._fetch(*chunks[0], etag)
+            return
+        futures = [self.uploader.submit(self._fetch, a, b, etag) for a, b in chunks]
+        for future in futures:
+            future.result()
+
+    def _fetch(self, start: int, end: int, etag: str) -> None:
+        """GET base bytes [start, end) and store those still missing (a write may
+        have landed meanwhile: written bytes win)."""
+        got = self.store.get_object(self.bucket, self.key, start, end, if_match=etag)
+        with self._cond:
+            if self._closed or self._base is None or self._base.etag != etag:
+                return
+            limit = min(start + len(got.data), self._base_limit)
+            for a, b in _gaps(self._valid, start, limit):
+                os.pwrite(self._fd, got.data[a - start:b - start], a)
+            self._valid = _add(self._valid, start, max(start, limit))
+
+    def _wait_idle(self) -> None:
+        """Under the lock: wait for a commit in progress; fail on a closed buffer."""
+        while self._committing:
+            self._cond.wait()
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"write buffer of s3://{self.bucket}/{self.key} is closed")
