@@ -19,12 +19,13 @@ No locks, no threads.
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import logging
 import os
+import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 
-from mssfs import mount as mounting
 from mssfs.config import (
     ConfigError,
     MountConfig,
@@ -89,8 +90,44 @@ credentials, first found wins:
 A secret is never accepted on the command line."""
 
 
+def find_libfuse3() -> str | None:
+    """The libfuse3 shared object: ``find_library``, else the ``ldconfig -p`` cache."""
+    name = ctypes.util.find_library("fuse3")
+    if name:
+        return name
+    try:
+        listing = subprocess.run(
+            ["ldconfig", "-p"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in listing.splitlines():
+        if "libfuse3.so" in line and "=>" in line:
+            return line.split("=>", 1)[1].strip()
+    return None
+
+
+def select_fuse_library(env: MutableMapping[str, str]) -> None:
+    """Make mfusepy load libfuse3 (it prefers libfuse2); a user's FUSE_LIBRARY_PATH wins."""
+    if env.get("FUSE_LIBRARY_PATH"):
+        return
+    path = find_libfuse3()
+    if path is None:
+        raise CliError("libfuse3 not found: install the fuse3 package (apt-get install fuse3)")
+    env["FUSE_LIBRARY_PATH"] = path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command. Every failure is one line on stderr and exit 1, never a traceback."""
     args = build_parser().parse_args(argv)
+    try:
+        # Before anything imports the binding (mssfs.mount → mssfs.fuse_ops → mfusepy).
+        select_fuse_library(os.environ)
+    except CliError as exc:
+        print(f"mssfs: {exc}", file=sys.stderr)
+        return 1
+    from mssfs import mount as mounting
+
     try:
         if args.command == "mount":
             return cmd_mount(args, os.environ)
@@ -107,10 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from mssfs import mount as mounting
+
+    # The mountpoint first: the cheapest mistake to report, and before any request.
+    mounting.check_mountpoint(os.path.abspath(split_positionals(args.args)[1]))
     config, secrets = build_config(args, env)
     setup_logging(config, env, secrets)
     runtime = runtime_dir(env)
-    mounting.check_mountpoint(config.mountpoint)
     if not config.memory:
         mounting.preflight(config)
     if config.foreground:
@@ -121,6 +161,8 @@ def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_umount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from mssfs import mount as mounting
+
     mounting.unmount(args.mountpoint, runtime_dir(env), timeout=args.timeout)
     return 0
 

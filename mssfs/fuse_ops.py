@@ -11,9 +11,10 @@ answers (ENOENT on a lookup, ENODATA on getxattr) are logged at DEBUG only.
 mfusepy 3 no longer calls an ``Operations.__call__`` by itself; the callbacks call it.
 Times are in nanoseconds (``use_ns``), converted here to float seconds for ``Filesystem``.
 
-Importing the binding needs the library chosen first: ``load_fuse_library`` sets
-``FUSE_LIBRARY_PATH`` to libfuse3 unless the user set it, so the choice is explicit
-rather than an accident of what the machine has installed (DESIGN.md §8).
+Importing the binding loads libfuse: ``cli.select_fuse_library`` sets
+``FUSE_LIBRARY_PATH`` to libfuse3 (unless the user set it) before this module is first
+imported, so the choice is explicit rather than an accident of what the machine has
+installed (mfusepy alone prefers libfuse2; DESIGN.md §8).
 
 No locks here: the object is stateless apart from the ``Filesystem`` it wraps and a
 readiness callback, and libfuse calls it from many threads.
@@ -21,13 +22,11 @@ readiness callback, and libfuse calls it from many threads.
 
 from __future__ import annotations
 
-import ctypes.util
 import errno
 import logging
 import os
-import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from mssfs.attributes import Attributes, StatFs
@@ -53,37 +52,7 @@ EXPECTED = {
 BLKSIZE = 1 << 20
 
 
-def find_libfuse3() -> str | None:
-    """The libfuse3 shared object: ``find_library``, else the ``ldconfig -p`` cache."""
-    name = ctypes.util.find_library("fuse3")
-    if name:
-        return name
-    try:
-        listing = subprocess.run(
-            ["ldconfig", "-p"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in listing.splitlines():
-        if "libfuse3.so" in line and "=>" in line:
-            return line.split("=>", 1)[1].strip()
-    return None
-
-
-def load_fuse_library(env: Mapping[str, str] | None = None) -> Any:
-    """Import mfusepy with libfuse3 selected; the user's FUSE_LIBRARY_PATH wins."""
-    environ = os.environ if env is None else env
-    if not environ.get("FUSE_LIBRARY_PATH"):
-        path = find_libfuse3()
-        if path is None:
-            raise RuntimeError("libfuse3 not found: apt-get install fuse3")
-        os.environ["FUSE_LIBRARY_PATH"] = path
-    import mfusepy
-
-    return mfusepy
-
-
-mfusepy = load_fuse_library()
+import mfusepy  # noqa: E402  (cli chose the library first: see the module docstring)
 
 
 def stat_dict(attrs: Attributes) -> dict[str, int]:
