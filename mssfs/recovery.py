@@ -124,10 +124,11 @@ class RecoveryFolder:
         if len(encoded) <= room:
             return tail + encoded
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        cut = encoded[: room - len(digest) - 1]
-        if "%" in cut[-2:]:  # never split a %XX escape
-            cut = cut[: cut.rindex("%")]
-        return f"{tail}{cut}{_SEP}{digest}"
+        # Shorten the key by characters, so no escape or UTF-8 sequence is split.
+        kept = key
+        while kept and len(quote(kept, safe="")) > room - len(digest) - 1:
+            kept = kept[: max(0, len(kept) - 16)] if len(kept) > 64 else kept[:-1]
+        return f"{tail}{quote(kept, safe='')}{_SEP}{digest}"
 
     def _claim(self, bucket: str, key: str, now: float) -> str:
         """Reserve a unique file name with O_EXCL (two saves in one microsecond)."""
