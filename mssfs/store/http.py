@@ -1,0 +1,754 @@
+"""``HttpStore``: the real S3 client, on ``requests``, implementing ``ObjectStore``.
+
+How a call runs. Each public method describes one S3 request (``_Request``: operation
+name, method, bucket, key, query, headers, body) and hands it to ``_call`` with a
+parser for the answer. ``_call`` makes up to ``1 + config.max_retries`` attempts; each
+attempt signs the request afresh (a new time from the injected clock), sends it on this
+thread's session, reads the whole body, checks its length, and turns a failure into a
+typed ``StoreError``. Errors whose class is ``transient`` (5xx, SlowDown, 429, refused
+or reset connections, timeouts, short bodies) are retried after a full-jitter
+exponential backoff, when the body can be sent again (bytes, or a seekable file that is
+rewound to its start offset). Everything else is raised at once.
+
+Answers are judged at this edge only. A non-2xx answer becomes an error from its
+``<Error>`` body (``errors.error_for``) and is never returned as data; a 4xx that is not
+S3 XML (an HTML login page, a proxy's message), a 2xx whose XML is not the expected
+document, or an object answer without an ETag is ``NotS3Endpoint``, naming the
+endpoint. A GET body whose length differs from Content-Length or from the range asked
+is ``IncompleteBody``. Messages carry the operation, bucket and key, never a header,
+a signature or a secret.
+
+Bodies. ``put_object`` and ``upload_part`` send Content-MD5 and the real SHA-256 of
+the body (see ``signing``). Bytes go out as they are; a file body is hashed in one pass
+and then streamed from its start offset in 1 MiB chunks (``_FileBody``), never read
+whole into memory. GET bodies are read with one ``read(n)`` of the expected size, which
+costs a single copy out of the socket buffer.
+
+Threads and locks. ``requests.Session`` is not promised to be thread-safe, so each
+thread gets its own (``threading.local``); ``_sessions_lock`` guards only the list of
+sessions, for ``close()``. ``Stats`` has its own lock, held for counter updates only.
+No lock is held across a network call. The ListObjects V1 fall-back flag is a plain
+attribute: a racing thread at worst makes one more V2 attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from mssfs.store import errors, s3_xml, signing
+from mssfs.store.base import (
+    Body,
+    BucketInfo,
+    CompletedPart,
+    DeleteFailure,
+    GetResult,
+    ListPage,
+    ObjectInfo,
+    UploadInfo,
+)
+from mssfs.store.config import StoreConfig
+
+log = logging.getLogger("mssfs.store.http")
+
+_CHUNK = 1024 * 1024
+_SMALL_FILE_BODY = 8 * 1024 * 1024  # file bodies up to this size are read into memory
+_META_PREFIX = "x-amz-meta-"
+
+
+class Stats:
+    """Request counters: by S3 operation, bytes both ways, retries, errors."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.retries = 0
+        self.errors = 0
+
+    def record(self, op: str, sent: int, received: int) -> None:
+        with self._lock:
+            self.requests[op] += 1
+            self.bytes_sent += sent
+            self.bytes_received += received
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def count_error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": dict(self.requests),
+                "bytes_sent": self.bytes_sent,
+                "bytes_received": self.bytes_received,
+                "retries": self.retries,
+                "errors": self.errors,
+            }
+
+
+class _FileBody:
+    """Streams ``length`` bytes of a file from its current offset; ``len()`` for
+    Content-Length. Deliberately has no ``read`` so urllib3 iterates our 1 MiB chunks
+    instead of reading 16 KiB blocks."""
+
+    def __init__(self, fileobj: Any, length: int) -> None:
+        self._file = fileobj
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        left = self._length
+        while left > 0:
+            chunk = self._file.read(min(_CHUNK, left))
+            if not chunk:
+                raise OSError("the file body ended before its announced length")
+            left -= len(chunk)
+            yield chunk
+
+
+@dataclass
+class _Payload:
+    """A request body, prepared once (hashes) and sendable again on each attempt."""
+
+    data: bytes | None = None
+    fileobj: Any = None
+    start: int = 0
+    length: int = 0
+    md5: str = ""
+    sha256: str = signing.EMPTY_SHA256
+
+    def body(self) -> bytes | _FileBody | None:
+        if self.fileobj is None:
+            return self.data
+        self.fileobj.seek(self.start)
+        return _FileBody(self.fileobj, self.length)
+
+
+def _payload(body: Body | None, length: int | None = None) -> _Payload:
+    if body is None:
+        return _Payload()
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body if length is None else memoryview(body)[:length])
+        return _bytes_payload(data)
+    start = body.tell()
+    if length is None:
+        length = body.seek(0, io.SEEK_END) - start
+        body.seek(start)
+    if length <= _SMALL_FILE_BODY or not body.seekable():
+        data = body.read(length)
+        if len(data) != length:
+            raise ValueError(f"the file body has {len(data)} bytes, not {length}")
+        return _bytes_payload(data)
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    left = length
+    while left > 0:
+        chunk = body.read(min(_CHUNK, left))
+        if not chunk:
+            raise ValueError("the file body is shorter than its length")
+        md5.update(chunk)
+        sha.update(chunk)
+        left -= len(chunk)
+    return _Payload(None, body, start, length, base64.b64encode(md5.digest()).decode(),
+                    sha.hexdigest())
+
+
+def _bytes_payload(data: bytes) -> _Payload:
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    return _Payload(data, None, 0, len(data), md5, hashlib.sha256(data).hexdigest())
+
+
+@dataclass
+class _Request:
+    op: str
+    method: str
+    bucket: str = ""
+    key: str = ""
+    params: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    payload: _Payload = field(default_factory=_Payload)
+    content_md5: bool = False
+    attempts: int = 0  # set by _call: how many times the request was sent
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {f"{_META_PREFIX}{k.lower()}": str(v) for k, v in (metadata or {}).items()}
+
+
+def _header_text(value: str) -> str:
+    # http.client decodes headers as latin-1; servers send UTF-8 metadata as raw bytes.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def _metadata_of(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        k.lower()[len(_META_PREFIX):]: _header_text(v)
+        for k, v in headers.items()
+        if k.lower().startswith(_META_PREFIX)
+    }
+
+
+def _wire_headers(headers: Mapping[str, str]) -> dict[str, str | bytes]:
+    # Non-latin-1 values go as UTF-8 bytes, the bytes SigV4 signed.
+    return {k: v if v.isascii() else v.encode("utf-8") for k, v in headers.items()}
+
+
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\] [^'\"()]*|timed out|Connection reset|"
+                       r"Remote end closed connection|Name or service not known")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, secret-free reason for a transport error (no URL, no query)."""
+    match = _ERRNO_RE.search(str(exc))
+    return match.group(0).strip() if match else type(exc).__name__
+
+
+
+class HttpStore:
+    """An ``ObjectStore`` over HTTP(S) for MSS and any S3-compatible server."""
+
+    def __init__(
+        self,
+        config: StoreConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.stats = Stats()
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        parts = urlsplit(config.endpoint)
+        self._scheme = parts.scheme
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        default_port = 443 if parts.scheme == "https" else 80
+        self._host = host if parts.port in (None, default_port) else f"{host}:{parts.port}"
+        self._endpoint = f"{self._scheme}://{self._host}"
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        self._list_v1 = config.list_version == 1
+
+    def __repr__(self) -> str:
+        return f"HttpStore({self._endpoint!r})"
+
+    def close(self) -> None:
+        """Close every session this store made (on any thread)."""
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    # -- transport ------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            size = self.config.pool_size
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.verify = self.config.verify_tls
+            session.trust_env = False  # no proxy or netrc from the environment
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def _address(self, bucket: str, key: str) -> tuple[str, str, str]:
+        """(host, wire path, SigV2 resource path) of a bucket/key."""
+        encoded = signing.uri_encode(key, keep_slash=True)
+        resource = "/" + (f"{bucket}/{encoded}" if bucket else "")
+        if bucket and self.config.addressing == "virtual":
+            return f"{bucket}.{self._host}", "/" + encoded, f"/{bucket}/{encoded}"
+        if bucket and not key:
+            resource = f"/{bucket}"
+        return self._host, resource, resource
+
+    def _signed_headers(self, req: _Request, host: str, path: str, resource: str,
+                        payload: _Payload) -> dict[str, str]:
+        headers = dict(req.headers)
+        if req.content_md5:
+            headers["Content-MD5"] = payload.md5
+        creds = self.config.credentials
+        now = self._clock()
+        if creds is None:
+            return {**headers, "Host": host}
+        if self.config.signature == "v2":
+            return {**signing.sign_v2(req.method, resource, req.params, headers, creds, now),
+                    "Host": host}
+        return signing.sign_v4(req.method, host, path, req.params, headers, payload.sha256,
+                               creds, self.config.region, now)
+
+    def _attempt(self, req: _Request, attempt: int) -> _Reply:
+        """One try: sign, send, read the whole body. Raises typed errors."""
+        host, path, resource = self._address(req.bucket, req.key)
+        headers = self._signed_headers(req, host, path, resource, req.payload)
+        headers["Accept-Encoding"] = "identity"  # byte counts must match Content-Length
+        query = signing.encode_query(req.params)
+        url = f"{self._scheme}://{host}{path}" + (f"?{query}" if query else "")
+        started = time.monotonic()
+        status, received = 0, 0
+        try:
+            resp = self._session().request(
+                req.method, url, headers=_wire_headers(headers), data=req.payload.body(),
+                timeout=(self.config.connect_timeout, self.config.read_timeout),
+                stream=True, allow_redirects=False,
+            )
+            status = resp.status_code
+            body = self._read(req, resp)
+            received = len(body)
+            return _Reply(status, resp.headers, body)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._transport_error(req, exc) from exc
+        finally:
+            self.stats.record(req.op, req.payload.length, received)
+            log.debug("%s %s bucket=%s key=%r status=%s bytes=%d ms=%.1f attempt=%d",
+                      req.method, req.op, req.bucket, req.key, status,
+                      req.payload.length + received, (time.monotonic() - started) * 1000,
+                      attempt + 1)
+
+    def _read(self, req: _Request, resp: requests.Response) -> bytes:
+        """The whole body; IncompleteBody if it is shorter or longer than announced."""
+        announced = resp.headers.get("Content-Length")
+        expected = int(announced) if announced and announced.isdigit() else None
+        if req.method == "HEAD" or resp.status_code in (204, 304):
+            resp.close()
+            return b""
+        try:
+            data = resp.raw.read(expected, decode_content=False) if expected else resp.raw.read()
+        except urllib3.exceptions.ProtocolError as exc:
+            resp.close()
+            raise errors.IncompleteBody(
+                f"{req.op}: the connection closed before the whole body arrived "
+                f"({_reason(exc)})", code="IncompleteBody", status=resp.status_code,
+                bucket=req.bucket, key=req.key) from exc
+        resp.raw.release_conn()
+        data = data or b""
+        if expected is not None and len(data) != expected:
+            resp.close()
+            raise errors.IncompleteBody(
+                f"{req.op}: got {len(data)} of {expected} bytes", code="IncompleteBody",
+                status=resp.status_code, bucket=req.bucket, key=req.key)
+        return data
+
+    def _transport_error(self, req: _Request, exc: BaseException) -> errors.StoreError:
+        if isinstance(exc, errors.StoreError):
+            return exc
+        where = {"bucket": req.bucket, "key": req.key}
+        if isinstance(exc, requests.exceptions.SSLError):
+            # Not transient: a certificate that fails verification will fail again.
+            return errors.StoreError(f"{req.op}: TLS failure with {self._endpoint} "
+                                     f"({_reason(exc)})", code="TLSError", **where)
+        if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)):
+            return errors.RequestTimeout(
+                f"{req.op}: no answer from {self._endpoint} in time ({_reason(exc)})",
+                code="RequestTimeout", **where)
+        if isinstance(exc, (requests.ConnectionError, urllib3.exceptions.HTTPError,
+                            ConnectionError)):
+            return errors.ConnectionFailed(
+                f"{req.op}: cannot reach {self._endpoint} ({_reason(exc)})",
+                code="ConnectionFailed", **where)
+        return errors.StoreError(f"{req.op}: request to {self._endpoint} failed "
+                                 f"({type(exc).__name__})", code="ClientError", **where)
+
+    def _error_of(self, req: _Request, reply: _Reply) -> errors.StoreError:
+        """The typed error of a non-2xx answer."""
+        where = {"bucket": req.bucket, "key": req.key}
+        info = s3_xml.parse_error(reply.body) if reply.body else None
+        if info is not None:
+            return errors.error_for(reply.status, info.code, self._scrub(info.message),
+                                    request_id=info.request_id, **where)
+        request_id = reply.headers.get("x-amz-request-id", "")
+        if reply.body and reply.status < 500 and reply.status != 429:
+            return errors.NotS3Endpoint(
+                f"{req.op}: {self._endpoint} answered HTTP {reply.status} with a body that "
+                f"is not an S3 error document; is this an S3 endpoint?",
+                code=f"HTTP{reply.status}", status=reply.status, **where)
+        return errors.error_for(reply.status, request_id=request_id, **where)
+
+    def _scrub(self, text: str) -> str:
+        creds = self.config.credentials
+        for secret in (creds.secret_key, creds.session_token) if creds else ():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _not_s3(self, req: _Request, what: str) -> errors.NotS3Endpoint:
+        return errors.NotS3Endpoint(
+            f"{req.op}: the answer of {self._endpoint} is not S3 ({what})",
+            code="NotS3", bucket=req.bucket, key=req.key)
+
+    def _call(self, req: _Request, parse: Callable[[_Reply], Any] | None = None) -> Any:
+        """Run ``req`` with retries; return ``parse(reply)`` (or the reply)."""
+        attempt = 0
+        while True:
+            req.attempts = attempt + 1
+            try:
+                reply = self._attempt(req, attempt)
+                if not 200 <= reply.status < 300:
+                    raise self._error_of(req, reply)
+                return self._parse(req, reply, parse)
+            except errors.StoreError as exc:
+                if not (exc.transient and attempt < self.config.max_retries):
+                    self.stats.count_error()
+                    raise
+                self.stats.count_retry()
+                delay = min(self.config.retry_max_delay,
+                            self.config.retry_base_delay * 2**attempt)
+                self._sleep(self._rng() * delay)
+                attempt += 1
+
+    def _parse(self, req: _Request, reply: _Reply, parse: Callable[[_Reply], Any] | None) -> Any:
+        if parse is None:
+            return reply
+        try:
+            return parse(reply)
+        except s3_xml.ErrorDocument as exc:
+            info = exc.info
+            raise errors.error_for(reply.status, info.code, self._scrub(info.message),
+                                   bucket=req.bucket, key=req.key,
+                                   request_id=info.request_id) from None
+        except s3_xml.MalformedXml as exc:
+            raise self._not_s3(req, str(exc)) from None
+
+    def _etag(self, req: _Request, reply: _Reply) -> str:
+        etag = reply.headers.get("ETag")
+        if not etag:
+            raise self._not_s3(req, "no ETag header")
+        return s3_xml.strip_etag(etag)
+
+    # -- buckets ----------------------------------------------------------------------
+    def list_buckets(self) -> list[BucketInfo]:
+        req = _Request("ListBuckets", "GET")
+        return self._call(req, lambda r: s3_xml.parse_buckets(r.body))
+
+    def create_bucket(self, bucket: str) -> None:
+        body = None
+        if self.config.region != "us-east-1":
+            body = (f"<CreateBucketConfiguration><LocationConstraint>{self.config.region}"
+                    f"</LocationConstraint></CreateBucketConfiguration>").encode()
+        self._call(_Request("CreateBucket", "PUT", bucket, payload=_payload(body)))
+
+    def head_bucket(self, bucket: str) -> None:
+        self._call(_Request("HeadBucket", "HEAD", bucket))
+
+    def delete_bucket(self, bucket: str) -> None:
+        self._call(_Request("DeleteBucket", "DELETE", bucket))
+
+    # -- objects ------------------------------------------------------------------------
+    def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        *,
+        continuation_token: str | None = None,
+        start_after: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        common = [("prefix", prefix), ("max-keys", str(max_keys)), ("encoding-type", "url")]
+        if delimiter:
+            common.append(("delimiter", delimiter))
+        if not self._list_v1:
+            params = [("list-type", "2"), *common]
+            if continuation_token:
+                params.append(("continuation-token", continuation_token))
+            if start_after:
+                params.append(("start-after", start_after))
+            listing = self._call(_Request("ListObjectsV2", "GET", bucket, params=params),
+                                 lambda r: s3_xml.parse_listing(r.body))
+            if listing.is_v2:
+                return ListPage(listing.objects, listing.prefixes,
+                                listing.next_token if listing.truncated else None)
+            # No KeyCount: the server ignored list-type=2. Use V1 from now on.
+            log.info("%s does not support ListObjectsV2; using ListObjects", self._endpoint)
+            self._list_v1 = True
+        marker = continuation_token or start_after
+        params = common + ([("marker", marker)] if marker else [])
+        listing = self._call(_Request("ListObjects", "GET", bucket, params=params),
+                             lambda r: s3_xml.parse_listing(r.body))
+        next_token = None
+        if listing.truncated:
+            names = [o.key for o in listing.objects] + list(listing.prefixes)
+            next_token = listing.next_marker or (max(names) if names else None)
+        return ListPage(listing.objects, listing.prefixes, next_token)
+
+    def _object_info(self, req: _Request, reply: _Reply, size: int) -> ObjectInfo:
+        h = reply.headers
+        return ObjectInfo(
+            key=req.key, size=size, etag=self._etag(req, reply),
+            last_modified=s3_xml.parse_time(h.get("Last-Modified", "")),
+            content_type=h.get("Content-Type"), metadata=_metadata_of(h),
+            storage_class=h.get("x-amz-storage-class"),
+        )
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        req = _Request("HeadObject", "HEAD", bucket, key)
+
+        def parse(reply: _Reply) -> ObjectInfo:
+            length = reply.headers.get("Content-Length", "")
+            if not length.isdigit():
+                raise self._not_s3(req, "no Content-Length")
+            return self._object_info(req, reply, int(length))
+
+        return self._call(req, parse)
+
+    def get_object(
+        self,
+        bucket: str,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        if_match: str | None = None,
+    ) -> GetResult:
+        headers = {"If-Match": f'"{s3_xml.strip_etag(if_match)}"'} if if_match else {}
+        ranged = start > 0 or end is not None
+        if ranged:
+            last = "" if end is None else str(max(end, start + 1) - 1)
+            headers["Range"] = f"bytes={start}-{last}"
+        req = _Request("GetObject", "GET", bucket, key, headers=headers)
+        try:
+            return self._call(req, lambda r: self._get_result(req, r, start, end))
+        except errors.InvalidRange:
+            if start != 0:
+                raise
+            # S3 refuses any range of an empty object: fetch it whole instead.
+            whole = self.get_object(bucket, key, if_match=if_match)
+            return GetResult(whole.data[:end], whole.etag, whole.size, whole.last_modified,
+                             whole.content_type, whole.metadata)
+
+    def _get_result(self, req: _Request, reply: _Reply, start: int,
+                    end: int | None) -> GetResult:
+        data, size = reply.body, len(reply.body)
+        if reply.status == 206:
+            match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)",
+                                 reply.headers.get("Content-Range", "").strip())
+            if match is None or int(match.group(1)) != start:
+                raise self._not_s3(req, "a partial answer without a matching Content-Range")
+            size = int(match.group(3)) if match.group(3) != "*" else -1
+            stop = size if end is None else min(max(end, start + 1), size)
+            if size >= 0 and len(data) != stop - start:
+                want = stop - start
+                raise errors.IncompleteBody(f"GetObject: got {len(data)} of {want} bytes",
+                                            code="IncompleteBody", status=206,
+                                            bucket=req.bucket, key=req.key)
+        elif start or end is not None:
+            data = data[start:end]  # the server ignored Range and sent it all
+        if end is not None and end <= start:
+            data = b""
+        info = self._object_info(req, reply, size)
+        return GetResult(data, info.etag, size, info.last_modified, info.content_type,
+                         info.metadata)
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        length: int | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        headers = _metadata_headers(metadata)
+        if content_type:
+            headers["Content-Type"] = content_type
+        req = _Request("PutObject", "PUT", bucket, key, headers=headers,
+                       payload=_payload(body, length), content_md5=True)
+        return self._call(req, lambda r: self._etag(req, r))
+
+    def _copy_source(self, src_bucket: str, src_key: str) -> str:
+        return signing.uri_encode(f"{src_bucket}/{src_key}", keep_slash=True)
+
+    def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        headers = {"x-amz-copy-source": self._copy_source(src_bucket, src_key),
+                   "x-amz-metadata-directive": "COPY" if metadata is None else "REPLACE"}
+        if metadata is not None:
+            headers.update(_metadata_headers(metadata))
+            if content_type:
+                headers["Content-Type"] = content_type
+        if if_match:
+            headers["x-amz-copy-source-if-match"] = f'"{s3_xml.strip_etag(if_match)}"'
+        req = _Request("CopyObject", "PUT", bucket, key, headers=headers)
+        return self._call(req, lambda r: s3_xml.parse_copy_result(r.body))
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        try:
+            self._call(_Request("DeleteObject", "DELETE", bucket, key))
+        except errors.NoSuchKey:
+            pass  # S3 answers 204 for a missing key; some servers say 404
+
+    def delete_objects(self, bucket: str, keys: Sequence[str]) -> list[DeleteFailure]:
+        if not keys or len(keys) > 1000:
+            raise errors.InvalidRequest("DeleteObjects takes 1 to 1000 keys",
+                                        code="MalformedXML", bucket=bucket)
+        # XML 1.0 cannot carry some control characters: delete those keys one by one.
+        for key in (k for k in keys if not s3_xml.xml_safe(k)):
+            self.delete_object(bucket, key)
+        safe = [k for k in keys if s3_xml.xml_safe(k)]
+        if not safe:
+            return []
+        req = _Request("DeleteObjects", "POST", bucket, params=[("delete", "")],
+                       payload=_payload(s3_xml.build_delete(safe, quiet=True)),
+                       content_md5=True, headers={"Content-Type": "application/xml"})
+        return self._call(req, lambda r: s3_xml.parse_delete_result(r.body))
+
+    # -- multipart ------------------------------------------------------------------------
+    def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        headers = _metadata_headers(metadata)
+        if content_type:
+            headers["Content-Type"] = content_type
+        req = _Request("CreateMultipartUpload", "POST", bucket, key, params=[("uploads", "")],
+                       headers=headers)
+        return self._call(req, lambda r: s3_xml.parse_initiate(r.body))
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        *,
+        length: int | None = None,
+    ) -> str:
+        params = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        req = _Request("UploadPart", "PUT", bucket, key, params=params,
+                       payload=_payload(body, length), content_md5=True)
+        return self._call(req, lambda r: self._etag(req, r))
+
+    def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        start: int,
+        end: int,
+        *,
+        if_match: str | None = None,
+    ) -> str:
+        headers = {"x-amz-copy-source": self._copy_source(src_bucket, src_key),
+                   "x-amz-copy-source-range": f"bytes={start}-{end - 1}"}
+        if if_match:
+            headers["x-amz-copy-source-if-match"] = f'"{s3_xml.strip_etag(if_match)}"'
+        params = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        req = _Request("UploadPartCopy", "PUT", bucket, key, params=params, headers=headers)
+        return self._call(req, lambda r: s3_xml.parse_copy_result(r.body))
+
+    def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart]
+    ) -> str:
+        req = _Request("CompleteMultipartUpload", "POST", bucket, key,
+                       params=[("uploadId", upload_id)],
+                       headers={"Content-Type": "application/xml"},
+                       payload=_payload(s3_xml.build_complete(parts)))
+        try:
+            return self._call(req, lambda r: s3_xml.parse_complete(r.body))
+        except errors.NoSuchUpload:
+            if req.attempts == 1:
+                raise
+            # A retried Complete may have succeeded the first time and lost its answer:
+            # the object then carries a multipart ETag with our part count.
+            etag = self._completed_etag(bucket, key, len(parts))
+            if etag is None:
+                raise
+            return etag
+
+    def _completed_etag(self, bucket: str, key: str, part_count: int) -> str | None:
+        try:
+            info = self.head_object(bucket, key)
+        except errors.NotFound:
+            return None
+        return info.etag if info.etag.endswith(f"-{part_count}") else None
+
+    def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        self._call(_Request("AbortMultipartUpload", "DELETE", bucket, key,
+                            params=[("uploadId", upload_id)]))
+
+    def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
+        found: list[UploadInfo] = []
+        key_marker = upload_id_marker = ""
+        while True:
+            params = [("uploads", ""), ("prefix", prefix), ("encoding-type", "url")]
+            if key_marker:
+                params += [("key-marker", key_marker), ("upload-id-marker", upload_id_marker)]
+            page = self._call(_Request("ListMultipartUploads", "GET", bucket, params=params),
+                              lambda r: s3_xml.parse_uploads(r.body))
+            found.extend(page.uploads)
+            if not page.truncated or not page.next_key_marker:
+                return found
+            key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
+
+    # -- presigned URLs -----------------------------------------------------------------
+    def presign_url(
+        self, bucket: str, key: str, *, method: str = "GET", expires: int = 300
+    ) -> str:
+        signing.check_expires(expires)
+        host, path, resource = self._address(bucket, key)
+        base = f"{self._scheme}://{host}{path}"
+        creds = self.config.credentials
+        if creds is None:
+            return base
+        now = self._clock()
+        if self.config.signature == "v2":
+            query = signing.presign_v2(method, resource, [], creds, now, expires)
+        else:
+            query = signing.presign_v4(method, host, path, [], creds, self.config.region,
+                                       now, expires)
+        return f"{base}?{query}"
