@@ -1,0 +1,173 @@
+"""FuseOperations: one-line delegates, the errno mapping in __call__, st_* conversion."""
+
+import errno
+import logging
+import stat
+
+import pytest
+
+from mssfs.attributes import Attributes, DirEntry, StatFs
+from mssfs.errors import NoAttribute, NotFound, NotPermitted
+from mssfs.fuse_ops import (
+    BLKSIZE,
+    UTIME_NOW,
+    UTIME_OMIT,
+    FuseOperations,
+    mfusepy,
+    stat_dict,
+    utime_seconds,
+)
+from mssfs.store import errors as store_errors
+
+FILE = Attributes(mode=stat.S_IFREG | 0o644, size=1000, mtime=1700000000.5, uid=1, gid=2)
+
+
+class RecordingFs:
+    """Answers every call with ``answers[op]`` (raising it if it is an exception)."""
+
+    def __init__(self, **answers):
+        self.answers = answers
+        self.calls = []
+
+    def __getattr__(self, op):
+        def method(*args):
+            self.calls.append((op, *args))
+            answer = self.answers.get(op)
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        return method
+
+
+def ops(**answers):
+    fs = RecordingFs(**answers)
+    return FuseOperations(fs), fs
+
+
+def test_getattr_converts_attributes_to_st_dict():
+    operations, fs = ops(getattr=FILE)
+    st = operations.getattr("/f", 7)
+    assert fs.calls == [("getattr", "/f", 7)]
+    assert st["st_mode"] == FILE.mode and st["st_size"] == 1000
+    assert (st["st_uid"], st["st_gid"], st["st_nlink"]) == (1, 2, 1)
+    assert st["st_mtime"] == st["st_atime"] == st["st_ctime"] == 1700000000_500000000
+
+
+def test_st_blocks_counts_512_byte_units_rounded_up():
+    assert stat_dict(FILE)["st_blocks"] == 2
+    assert stat_dict(Attributes(stat.S_IFREG, 0, 0, 0, 0))["st_blocks"] == 0
+    assert stat_dict(FILE)["st_blksize"] == BLKSIZE
+
+
+def test_explicit_atime_and_ctime():
+    attrs = Attributes(stat.S_IFREG, 0, mtime=10, uid=0, gid=0, atime=20, ctime=30)
+    st = stat_dict(attrs)
+    assert (st["st_mtime"], st["st_atime"], st["st_ctime"]) == (10 * 10**9, 20 * 10**9, 30 * 10**9)
+
+
+def test_argument_order_of_data_callbacks():
+    operations, fs = ops(read=b"abc", write=3, open=5, create=6)
+    assert operations.read("/f", 4096, 10, 5) == b"abc"
+    assert operations.write("/f", b"xyz", 20, 5) == 3
+    assert operations.open("/f", 0) == 5
+    assert operations.create("/g", 0o644, 1) == 6
+    operations.fsync("/f", 1, 5)
+    operations.truncate("/f", 9)
+    assert fs.calls == [("read", "/f", 5, 10, 4096), ("write", "/f", 5, 20, b"xyz"),
+                        ("open", "/f", 0), ("create", "/g", 0o644, 1),
+                        ("fsync", "/f", 5, True), ("truncate", "/f", 9, None)]
+
+
+def test_symlink_and_link_pass_the_new_path_first():
+    operations, fs = ops(link=NotPermitted())
+    operations.symlink("/link", "target/file")
+    with pytest.raises(mfusepy.FuseOSError) as caught:
+        operations.link("/hard", "/f")
+    assert caught.value.errno == errno.EPERM
+    assert fs.calls == [("symlink", "/link", "target/file"), ("link", "/hard", "/f")]
+
+
+def test_readdir_adds_dot_entries_and_modes():
+    operations, _ = ops(readdir=[DirEntry("a", FILE)])
+    assert operations.readdir("/", 0) == [".", "..", ("a", FILE.mode, 0)]
+
+
+def test_statfs():
+    operations, _ = ops(statfs=StatFs(4096, 100, 50, 10, 5))
+    st = operations.statfs("/")
+    assert (st["f_bsize"], st["f_blocks"], st["f_bavail"], st["f_namemax"]) == (4096, 100, 50, 255)
+
+
+@pytest.mark.parametrize(
+    ("exc", "number"),
+    [(NotFound(), errno.ENOENT), (NoAttribute(), errno.ENODATA),
+     (store_errors.NoSuchKey("x"), errno.ENOENT), (store_errors.AccessDenied("x"), errno.EACCES),
+     (store_errors.PreconditionFailed("x"), errno.ESTALE), (PermissionError(13, "no"), 13)],
+)
+def test_known_errors_map_through_errno_for(exc, number):
+    operations, _ = ops(unlink=exc)
+    with pytest.raises(mfusepy.FuseOSError) as caught:
+        operations.unlink("/f")
+    assert caught.value.errno == number
+
+
+def test_expected_errors_are_logged_at_debug_only(caplog):
+    operations, _ = ops(getattr=NotFound(), getxattr=NoAttribute())
+    with caplog.at_level(logging.DEBUG, logger="mssfs"):
+        for call in (lambda: operations.getattr("/missing"),
+                     lambda: operations.getxattr("/f", "user.x")):
+            with pytest.raises(mfusepy.FuseOSError):
+                call()
+    assert caplog.records and all(r.levelno == logging.DEBUG for r in caplog.records)
+
+
+@pytest.mark.allow_warnings
+def test_unknown_exception_is_eio_logged_once_with_traceback(caplog):
+    operations, _ = ops(read=KeyError("bug"))
+    with caplog.at_level(logging.DEBUG, logger="mssfs"), pytest.raises(mfusepy.FuseOSError) as c:
+        operations.read("/f", 10, 0, 1)
+    assert c.value.errno == errno.EIO
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "read" in errors[0].getMessage()
+
+
+def test_init_signals_ready_and_destroy_closes():
+    ready = []
+    fs = RecordingFs()
+    operations = FuseOperations(fs, on_ready=lambda: ready.append(True))
+    operations.init("/")
+    operations.destroy("/")
+    assert ready == [True]
+    assert fs.calls == [("close",)]
+
+
+def test_utimens_converts_nanoseconds_and_special_values():
+    operations, fs = ops()
+    operations.utimens("/f", (1_500_000_000, 2_250_000_000))
+    assert fs.calls[-1] == ("utimens", "/f", 1.5, 2.25)
+    assert utime_seconds(UTIME_OMIT) is None
+    assert utime_seconds(UTIME_NOW, now=lambda: 42.0) == 42.0
+    assert utime_seconds(5 * 10**9 + UTIME_NOW, now=lambda: 42.0) == 42.0
+    assert utime_seconds(None, now=lambda: 7.0) == 7.0
+    operations.utimens("/f", None)
+    assert fs.calls[-1][2] == pytest.approx(fs.calls[-1][3])
+
+
+def test_xattr_delegates():
+    operations, fs = ops(getxattr=b"v", listxattr=["user.a"])
+    assert operations.getxattr("/f", "user.a") == b"v"
+    assert operations.listxattr("/f") == ["user.a"]
+    operations.setxattr("/f", "user.a", b"w", 0)
+    operations.removexattr("/f", "user.a")
+    assert fs.calls[2:] == [("setxattr", "/f", "user.a", b"w", 0), ("removexattr", "/f", "user.a")]
+
+
+def test_every_filesystem_method_has_a_callback():
+    api = ["getattr", "readdir", "readlink", "statfs", "open", "create", "read", "write",
+           "truncate", "flush", "fsync", "release", "mkdir", "rmdir", "unlink", "rename",
+           "symlink", "link", "chmod", "chown", "utimens", "getxattr", "listxattr",
+           "setxattr", "removexattr"]
+    for name in api:
+        assert name in FuseOperations.__dict__, name
