@@ -37,6 +37,7 @@ across a request; waiting on the condition releases it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -311,8 +312,8 @@ class UploadStream:
         self._aborted = False
         self._next_number = 1
         self._upload_id: Future[str] = uploader.submit(
-            self._store.create_multipart_upload, bucket, key,
-            content_type=content_type, metadata=dict(metadata or {}))
+            functools.partial(self._store.create_multipart_upload, bucket, key,
+                              content_type=content_type, metadata=dict(metadata or {})))
 
     @property
     def failed(self) -> bool:
