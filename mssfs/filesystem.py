@@ -1,0 +1,418 @@
+"""``Filesystem``: the POSIX behaviour of the mount, on paths, without FUSE.
+
+``fuse_ops.FuseOperations`` delegates every callback here, one line each; tests drive
+this class directly on ``MemoryStore``. Methods return ``Attributes``/``DirEntry``/
+``StatFs`` values or raise ``FsError`` subclasses and typed store errors; the errno is
+chosen once, in ``errors.errno_for``.
+
+The mechanisms live in their own modules, composed here:
+
+- ``namespace.Namespace``: stat, listings, lookups and the metadata cache;
+- ``handles.HandleTable``: handle numbers and the one ``WriteBuffer`` per open path;
+- ``dir_ops.DirOps``: mkdir, rmdir, unlink, symlink, buckets in account mode;
+- ``renames.Renamer``: rename of files and directories;
+- ``xattrs.MetadataOps``: chmod, chown, utimens and extended attributes.
+
+This module holds the file I/O: open/create/read/write/truncate and the upload points.
+
+Reads: a read-only handle holds an ``ObjectReader`` pinned to the ETag seen at open
+(close-to-open: ``open`` revalidates a stat entry older than the stat TTL with a HEAD;
+a fresh one costs nothing). A path with a dirty write buffer is read through the buffer.
+
+Writes: every write handle of a path shares one ``OpenFile``/``WriteBuffer``. The upload
+points are described at ``flush``. A successful upload records the new size, ETag and
+mtime in the stat cache at once.
+
+Locking: this module has no lock of its own. ``HandleTable`` and the caches lock
+themselves; ``OpenFile.commit_lock`` serialises the uploads of one file (it is held
+across the upload on purpose: a second flush must wait for the first and then find
+nothing left to upload, rather than start a competing upload of the same key).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import stat
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mssfs import paths, posix_meta
+from mssfs.attributes import Attributes, DirEntry, StatFs
+from mssfs.dir_ops import DirOps
+from mssfs.errors import (
+    BadFileHandle,
+    InvalidArgument,
+    IsADirectory,
+    NotFound,
+    NotPermitted,
+    ReadOnly,
+)
+from mssfs.handles import Handle, HandleTable, OpenFile, OpenIntent, open_intent
+from mssfs.namespace import FsConfig, Namespace
+from mssfs.paths import MountRoot
+from mssfs.renames import Renamer
+from mssfs.store import errors as store_errors
+from mssfs.store.base import ObjectInfo, ObjectStore
+from mssfs.write_buffer import WriteBuffer
+from mssfs.xattrs import MetadataOps
+
+__all__ = ["Filesystem", "FsConfig", "MountRoot"]
+
+log = logging.getLogger(__name__)
+
+# statfs: object stores have no capacity to report; answer a fixed 1 PiB as goofys does.
+_BLOCK = 4096
+_BLOCKS = 2**50 // _BLOCK
+_FILES = 2**32
+
+
+class Filesystem:
+    """POSIX operations on mount paths; see the module docstring."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        root: MountRoot,
+        config: FsConfig,
+        *,
+        metadata: Any,
+        prefetcher: Any,
+        uploader: Any,
+        recovery: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.root = root
+        self.config = config
+        self.prefetcher = prefetcher
+        self.uploader = uploader
+        self.recovery = recovery
+        self.clock = clock
+        self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)
+        self.handles = HandleTable()
+        self._dirs = DirOps(self)
+        self._renamer = Renamer(self)
+        self._meta = MetadataOps(self)
+
+    # -- small shared helpers (also used by dir_ops, renames, xattrs) -----------
+    def check_writable(self, path: str = "") -> None:
+        if self.config.read_only:
+            raise ReadOnly("read-only mount", path=path)
+
+    def resolve(self, path: str) -> tuple[str | None, str]:
+        bucket, key = self.root.resolve(path)
+        paths.check_path(path, key)
+        return bucket, key
+
+    def new_buffer(
+        self, path: str, base: ObjectInfo | None, *, truncate: bool, metadata, content_type
+    ) -> WriteBuffer:
+        bucket, key = self.resolve(path)
+        return WriteBuffer(
+            self.store, self.uploader, self.recovery, bucket, key,
+            base=base, truncate=truncate, content_type=content_type,
+            metadata=metadata, staging_dir=self.config.staging_dir,
+        )
+
+    @staticmethod
+    def guess_type(path: str) -> str | None:
+        return mimetypes.guess_type(paths.split(path)[1])[0]
+
+    # -- lookups ----------------------------------------------------------------
+    def getattr(self, path: str, fh: int | None = None) -> Attributes:
+        path = paths.normalize(path)
+        open_file = self.handles.open_file(path)
+        if open_file is not None:
+            return self._live_attrs(open_file)
+        return self.ns.stat(path)
+
+    def _live_attrs(self, open_file: OpenFile) -> Attributes:
+        # An open file's size is the buffer's, ahead of the store.
+        attrs = open_file.attrs
+        size = open_file.buffer.size
+        if size == attrs.size and not open_file.buffer.dirty:
+            return attrs
+        return Attributes(
+            mode=attrs.mode, size=size, mtime=self.clock(), uid=attrs.uid,
+            gid=attrs.gid, atime=attrs.atime, ctime=attrs.ctime, etag=attrs.etag,
+        )
+
+    def readdir(self, path: str) -> list[DirEntry]:
+        return self.ns.list_dir(path)
+
+    def readlink(self, path: str) -> str:
+        attrs = self.ns.stat(path)
+        if not attrs.is_symlink:
+            raise InvalidArgument("not a symbolic link", path=path)
+        bucket, key = self.resolve(path)
+        return self.store.get_object(bucket, key, if_match=attrs.etag).data.decode()
+
+    def statfs(self, path: str) -> StatFs:
+        return StatFs(
+            block_size=_BLOCK, blocks=_BLOCKS, blocks_free=_BLOCKS,
+            files=_FILES, files_free=_FILES, name_max=paths.MAX_COMPONENT_BYTES,
+        )
+
+    # -- open / create ----------------------------------------------------------
+    def open(self, path: str, flags: int) -> int:
+        path = paths.normalize(path)
+        intent = open_intent(flags)
+        if intent.write or intent.truncate:
+            return self._open_for_write(path, intent)
+        attrs = self.getattr(path)
+        if attrs.is_dir:
+            raise IsADirectory(path=path)
+        reader = None
+        if self.handles.open_file(path) is None:
+            bucket, key = self.resolve(path)
+            reader = self.prefetcher.open_reader(bucket, key, attrs.etag or "", attrs.size)
+        return self.handles.add(path, intent, reader=reader).fh
+
+    def _open_for_write(self, path: str, intent: OpenIntent) -> int:
+        self.check_writable(path)
+        if path == "/" or self.root.is_bucket_path(path):
+            raise IsADirectory(path=path)
+        open_file = self.handles.attach(path, lambda: self._open_existing(path, intent))
+        if intent.truncate and open_file.buffer.size:
+            open_file.buffer.truncate(0)
+        handle = self.handles.add(path, intent, open_file=open_file)
+        handle.wrote = intent.truncate
+        return handle.fh
+
+    def _open_existing(self, path: str, intent: OpenIntent) -> OpenFile:
+        if self.ns.stat(path).is_dir:
+            raise IsADirectory(path=path)
+        try:
+            info = self.ns.head(path)
+        except store_errors.NotFound:
+            self.ns.changed(path)
+            raise NotFound(path=path)
+        attrs = self.ns.object_attrs(info)
+        if attrs.is_symlink:
+            raise NotPermitted("cannot write through a symlink object", path=path)
+        metadata = posix_meta.to_metadata(
+            attrs.mode, attrs.uid, attrs.gid, attrs.mtime, base=info.metadata
+        )
+        content_type = info.content_type or self.guess_type(path)
+        buffer = self.new_buffer(
+            path, info, truncate=intent.truncate, metadata=metadata, content_type=content_type
+        )
+        return OpenFile(path, buffer, metadata=metadata, content_type=content_type, attrs=attrs)
+
+    def create(self, path: str, mode: int, flags: int) -> int:
+        path = paths.normalize(path)
+        self.check_writable(path)
+        parent, _ = paths.split(path)
+        if self.root.account_mode and parent == "/":
+            raise NotPermitted("files cannot live outside a bucket", path=path)
+        self.resolve(path)
+        self.ns.require_dir(parent)
+        attrs = self.new_attrs(stat.S_IFREG | (mode & 0o7777))
+        open_file = self.handles.attach(path, lambda: self._new_file(path, attrs))
+        if open_file.buffer.size:
+            open_file.buffer.truncate(0)
+        handle = self.handles.add(path, open_intent(flags), open_file=open_file)
+        handle.wrote = True  # an empty file closed without writes still becomes an object
+        self.ns.changed(path, attrs)
+        return handle.fh
+
+    def _new_file(self, path: str, attrs: Attributes) -> OpenFile:
+        metadata = posix_meta.to_metadata(attrs.mode, attrs.uid, attrs.gid, attrs.mtime)
+        content_type = self.guess_type(path)
+        buffer = self.new_buffer(
+            path, None, truncate=True, metadata=metadata, content_type=content_type
+        )
+        return OpenFile(
+            path, buffer, metadata=metadata, content_type=content_type,
+            attrs=attrs, pending_create=True,
+        )
+
+    def new_attrs(self, mode: int, size: int = 0) -> Attributes:
+        return Attributes(
+            mode=mode, size=size, mtime=self.clock(), uid=self.config.uid, gid=self.config.gid
+        )
+
+    # -- data -------------------------------------------------------------------
+    def read(self, path: str, fh: int, offset: int, size: int) -> bytes:
+        handle = self.handles.get(fh)
+        if not handle.intent.read:
+            raise BadFileHandle("handle not open for reading", path=path)
+        open_file = handle.open_file or self.handles.open_file(handle.path)
+        if open_file is not None and (handle.open_file is not None or open_file.buffer.dirty):
+            return open_file.buffer.read(offset, size)
+        if handle.reader is None:  # opened while a writer had the file: now clean
+            handle.reader = self._reader_for(handle.path)
+        return handle.reader.read(offset, size)
+
+    def _reader_for(self, path: str):
+        attrs = self.ns.stat(path)
+        bucket, key = self.resolve(path)
+        return self.prefetcher.open_reader(bucket, key, attrs.etag or "", attrs.size)
+
+    def write(self, path: str, fh: int, offset: int, data: bytes) -> int:
+        handle = self._write_handle(fh, path)
+        buffer = handle.open_file.buffer
+        if handle.intent.append:
+            offset = buffer.size  # O_APPEND: every write lands at the end
+        written = buffer.write(offset, data)
+        handle.wrote = True
+        return written
+
+    def _write_handle(self, fh: int, path: str) -> Handle:
+        handle = self.handles.get(fh)
+        if handle.open_file is None:
+            raise BadFileHandle("handle not open for writing", path=path)
+        return handle
+
+    def truncate(self, path: str, length: int, fh: int | None = None) -> None:
+        path = paths.normalize(path)
+        self.check_writable(path)
+        if length < 0:
+            raise InvalidArgument("negative length", path=path)
+        if fh is not None:
+            handle = self._write_handle(fh, path)
+            handle.open_file.buffer.truncate(length)
+            handle.wrote = True
+            return
+        open_file = self.handles.open_file(path)
+        if open_file is not None:
+            open_file.buffer.truncate(length)
+            self.commit(open_file)  # a truncate by path is durable at once
+            return
+        self._truncate_closed(path, length)
+
+    def _truncate_closed(self, path: str, length: int) -> None:
+        attrs = self.ns.stat(path)
+        if attrs.is_dir:
+            raise IsADirectory(path=path)
+        open_file = self._open_existing(path, OpenIntent(True, True, length == 0, False))
+        try:
+            open_file.buffer.truncate(length)
+            open_file.pending_create = True  # upload even when the size did not change
+            self.commit(open_file)
+        finally:
+            open_file.buffer.close()
+
+    # -- upload points ----------------------------------------------------------
+    def flush(self, path: str, fh: int) -> None:
+        """Upload on the first flush of a handle that wrote, so close(2) reports it.
+
+        The kernel sends a flush for every close(2) of every file descriptor that
+        shares this handle (dup, fork: shells and ``touch`` close copies they never
+        wrote through). Uploading on each of them would PUT a half-written file while
+        the real writer is still going; uploading only in ``release`` would hide the
+        outcome, because release runs after close(2) has returned. So, like
+        mountpoint-s3's ``fs.rs::flush``, only a handle that wrote since its last
+        upload uploads, on its first flush, and the error reaches close(2). Later
+        writes set ``wrote`` again and the next flush uploads again.
+        """
+        handle = self.handles.get(fh)
+        if handle.wrote and handle.open_file is not None:
+            self._upload(handle)
+
+    def fsync(self, path: str, fh: int, datasync: bool) -> None:
+        handle = self.handles.get(fh)
+        if handle.open_file is not None:
+            self._upload(handle)
+
+    def release(self, path: str, fh: int) -> None:
+        """Free the handle; upload here only if no flush did (the fallback)."""
+        handle = self.handles.remove(fh)
+        if handle.reader is not None:
+            handle.reader.close()
+        open_file = handle.open_file
+        if open_file is None:
+            return
+        try:
+            if handle.wrote:
+                self._upload(handle)
+        finally:
+            if self.handles.detach(open_file):
+                # Unsaved bytes of a named file go to the recovery folder; an unlinked
+                # file's bytes are dropped, as POSIX drops them at the last close.
+                open_file.buffer.close(keep_dirty=not open_file.unlinked)
+
+    def _upload(self, handle: Handle) -> None:
+        handle.wrote = False  # cleared first: a failed upload is reported once
+        self.commit(handle.open_file)
+
+    def commit(self, open_file: OpenFile) -> None:
+        """Upload the file's buffer if it changed (or was never stored); update caches."""
+        with open_file.commit_lock:
+            if open_file.unlinked:
+                return
+            buffer = open_file.buffer
+            if not buffer.dirty and not open_file.pending_create:
+                return
+            now = self.clock()
+            open_file.metadata["mtime"] = str(int(now))
+            buffer.set_metadata(dict(open_file.metadata), open_file.content_type)
+            info = buffer.commit()
+            open_file.pending_create = False
+            attrs = self._uploaded_attrs(open_file, info, now)
+            open_file.attrs = attrs
+        self.ns.remember(info, attrs)
+        self.ns.changed(open_file.path, attrs)
+
+    def _uploaded_attrs(self, open_file: OpenFile, info: ObjectInfo, now: float) -> Attributes:
+        old = open_file.attrs
+        return Attributes(
+            mode=old.mode, size=info.size, mtime=now, uid=old.uid, gid=old.gid,
+            atime=old.atime, ctime=old.ctime, etag=info.etag,
+        )
+
+    def close(self) -> None:
+        """Unmount: upload what is still dirty, free buffers and readers."""
+        for handle in self.handles.handles():
+            if handle.reader is not None:
+                handle.reader.close()
+        for open_file in self.handles.open_files():
+            try:
+                if open_file.buffer.dirty or open_file.pending_create:
+                    self.commit(open_file)
+            except Exception:
+                log.exception("upload of %s failed at unmount", open_file.path)
+            finally:
+                open_file.buffer.close()
+
+    # -- namespace changes and metadata: see dir_ops, renames, xattrs -----------
+    def mkdir(self, path: str, mode: int) -> None:
+        self._dirs.mkdir(paths.normalize(path), mode)
+
+    def rmdir(self, path: str) -> None:
+        self._dirs.rmdir(paths.normalize(path))
+
+    def unlink(self, path: str) -> None:
+        self._dirs.unlink(paths.normalize(path))
+
+    def symlink(self, path: str, target: str) -> None:
+        self._dirs.symlink(paths.normalize(path), target)
+
+    def link(self, path: str, target: str) -> None:
+        raise NotPermitted("hard links are not supported on object storage", path=path)
+
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        self._renamer.rename(paths.normalize(old), paths.normalize(new), flags)
+
+    def chmod(self, path: str, mode: int) -> None:
+        self._meta.chmod(paths.normalize(path), mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self._meta.chown(paths.normalize(path), uid, gid)
+
+    def utimens(self, path: str, atime: float | None, mtime: float | None) -> None:
+        self._meta.utimens(paths.normalize(path), atime, mtime)
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        return self._meta.getxattr(paths.normalize(path), name)
+
+    def listxattr(self, path: str) -> list[str]:
+        return self._meta.listxattr(paths.normalize(path))
+
+    def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
+        self._meta.setxattr(paths.normalize(path), name, value, flags)
+
+    def removexattr(self, path: str, name: str) -> None:
+        self._meta.removexattr(paths.normalize(path), name)
