@@ -82,13 +82,10 @@ def _ttl(seconds: float) -> float:
 
 def build(config: MountConfig, store: Any | None = None) -> Components:
     """Wire every component for ``config`` (``store`` injected by tests)."""
-    from mssfs.disk_cache import DiskBlockCache, DiskCacheConfig
     from mssfs.filesystem import Filesystem
     from mssfs.metadata_cache import MetadataCache, MetadataCacheConfig
     from mssfs.namespace import FsConfig
     from mssfs.paths import MountRoot
-    from mssfs.prefetch import Prefetcher, ReadConfig
-    from mssfs.read_cache import BlockCache
     from mssfs.recovery import RecoveryFolder
     from mssfs.uploader import UploadConfig, Uploader
 
@@ -101,14 +98,7 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
         stat_ttl=_ttl(cache.stat_ttl), negative_ttl=_ttl(cache.negative_ttl),
         listing_ttl=_ttl(cache.dir_ttl), max_entries=cache.cache_entries,
     ))
-    disk = None
-    if cache.cache_dir:
-        disk = DiskBlockCache(DiskCacheConfig(directory=cache.cache_dir, capacity=cache.cache_size))
-    prefetcher = Prefetcher(store, ReadConfig(
-        block_size=cache.read_block_size, max_window=cache.read_ahead,
-        budget=cache.read_ahead_budget, concurrency=cache.read_concurrency,
-    ), BlockCache(cache.read_cache_size), disk)
-    parts.closers.append(("prefetcher", prefetcher.close))
+    prefetcher = _read_path(config, store, parts)
     uploader = Uploader(
         store, UploadConfig(part_size=up.part_size, concurrency=up.upload_concurrency)
     )
@@ -126,6 +116,27 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
     # Not in closers: the FUSE ``destroy`` callback closes the filesystem (finishing
     # uploads) while the uploader and the store are still open.
     return parts
+
+
+def _read_path(config: MountConfig, store: Any, parts: Components) -> Any:
+    """The block caches (memory, and disk when ``cache_dir`` is set) and the prefetcher."""
+    from mssfs.disk_cache import DiskBlockCache, DiskCacheConfig
+    from mssfs.prefetch import Prefetcher, ReadConfig
+    from mssfs.read_cache import BlockCache
+
+    cache = config.cache
+    disk = None
+    if cache.cache_dir:
+        disk = DiskBlockCache(DiskCacheConfig(cache.cache_dir, capacity_bytes=cache.cache_size))
+        parts.closers.append(("disk cache", disk.close))
+    read = ReadConfig(
+        block_size=cache.read_block_size, max_window=cache.read_ahead,
+        max_inflight_bytes=cache.read_ahead_budget, max_concurrency=cache.read_concurrency,
+        cache_bytes=cache.read_cache_size,
+    )
+    prefetcher = Prefetcher(store, read, BlockCache(read.cache_bytes), disk)
+    parts.closers.append(("prefetcher", prefetcher.close))
+    return prefetcher
 
 
 def _optional(**values: Any) -> dict[str, Any]:
