@@ -220,8 +220,11 @@ class ObjectReader:
         prev = self._next_offset
         cfg = self._cfg
         ahead = bool(self._parts) and self._parts[0].start <= offset < self._ahead_end
+        # A forward jump only keeps a stream that already runs; a random reader's next
+        # read must be contiguous to start one.
+        forward = cfg.max_forward_seek if self._streak else 0
         near = prev is not None and (
-            prev - cfg.max_backward_seek <= offset <= prev + cfg.max_forward_seek or ahead
+            prev - cfg.max_backward_seek <= offset <= prev + forward or ahead
         )
         if near and end > prev:  # the stream moves on: grow the window
             self._streak += 1

@@ -352,3 +352,54 @@ def test_prefetcher_close_waits_for_running_gets_then_reads_go_direct(store, mak
     # After close no pool task runs, but reads still work with block reads.
     assert read_sequentially(reader, 32 * MiB) == data
     wait_until(lambda: p.budget.in_use == 0)
+
+
+def test_disk_cache_serves_random_reads_after_a_remount(store, tmp_path):
+    from mssfs.disk_cache import DiskBlockCache, DiskCacheConfig
+
+    data, etag = put(store, "disk", 8 * MiB)
+    config = ReadConfig()
+    disk = DiskBlockCache(DiskCacheConfig(str(tmp_path / "c")))
+    first = Prefetcher(store, config, BlockCache(config.cache_bytes), disk)
+    try:
+        reader = first.open_reader(BUCKET, "disk", etag, len(data))
+        assert reader.read(3 * MiB + 5, 4 * KiB) == data[3 * MiB + 5 : 3 * MiB + 5 + 4 * KiB]
+    finally:
+        first.close()
+        disk.close()
+    store.reset_counts()
+    disk = DiskBlockCache(DiskCacheConfig(str(tmp_path / "c")))
+    second = Prefetcher(store, config, BlockCache(config.cache_bytes), disk)
+    try:
+        reader = second.open_reader(BUCKET, "disk", etag, len(data))
+        for off in (3 * MiB, 3 * MiB + 700 * KiB, 4 * MiB - 4 * KiB):
+            assert reader.read(off, 4 * KiB) == data[off : off + 4 * KiB]
+        assert store.counts["GetObject"] == 0
+        # A new version of the object never gets the old blocks.
+        new_data = os.urandom(8 * MiB)
+        new_etag = store.put_object(BUCKET, "disk", new_data)
+        fresh = second.open_reader(BUCKET, "disk", new_etag, len(new_data))
+        assert fresh.read(3 * MiB, 4 * KiB) == new_data[3 * MiB : 3 * MiB + 4 * KiB]
+        assert store.counts["GetObject"] == 1
+    finally:
+        second.close()
+        disk.close()
+
+
+def test_prefetch_parts_fill_and_use_the_disk_cache(store, tmp_path):
+    from mssfs.disk_cache import DiskBlockCache, DiskCacheConfig
+
+    data, etag = put(store, "seqdisk", 40 * MiB)
+    config = ReadConfig(cache_bytes=0)
+    disk = DiskBlockCache(DiskCacheConfig(str(tmp_path / "c")))
+    p = Prefetcher(store, config, BlockCache(0), disk)
+    try:
+        first = p.open_reader(BUCKET, "seqdisk", etag, len(data))
+        assert read_sequentially(first, len(data)) == data
+        store.reset_counts()
+        again = p.open_reader(BUCKET, "seqdisk", etag, len(data))
+        assert read_sequentially(again, len(data)) == data
+        assert store.counts["GetObject"] == 0
+    finally:
+        p.close()
+        disk.close()
