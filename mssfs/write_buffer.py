@@ -12,8 +12,8 @@ Two ways up:
 - **Streaming.** A buffer that starts empty (new file, or ``truncate``) streams: as soon
   as writes have passed the end of the next part, that part (a ``FileRange`` of the
   staging file) is handed to an ``UploadStream``, while the application keeps writing.
-  The multipart upload is only started when the first part is full, so a file smaller
-  than one part is a single PutObject. Part sizes grow with the part number
+  The multipart upload is only started when a write goes past the first part, so a
+  file of at most one part is a single PutObject. Part sizes grow with the part number
   (``uploader.stream_part_size``). Backpressure comes from the uploader's byte budget:
   ``add_part`` blocks the writer while too much is in flight. Parts already sent are
   final: any change below ``_sent_end`` (an overwrite, a truncate) abandons the stream
@@ -229,8 +229,8 @@ class WriteBuffer:
             hi = min(-(-end // FETCH_BLOCK) * FETCH_BLOCK, self._base_limit)
             gaps = _gaps(self._valid, lo, hi) if lo < hi else []
             etag = self._base.etag if self._base else ""
-        for start, stop in gaps:
-            self._fetch(start, stop, etag)
+        if gaps:  # one GET across the gaps; bytes written meanwhile are kept
+            self._fetch(gaps[0][0], gaps[-1][1], etag)
         with self._cond:
             self._check_open()
             end = min(offset + size, self._size)
@@ -304,7 +304,9 @@ class WriteBuffer:
         parts = []
         while self._next_part <= MAX_PARTS:
             part_size = stream_part_size(self._next_part, min_part=self._part_size)
-            if write_end - self._sent_end < part_size:
+            # Only once a write has gone *past* the part: a file of exactly one part
+            # is still a single PUT.
+            if write_end - self._sent_end <= part_size:
                 break
             parts.append((self._next_part, FileRange(self._fd, self._sent_end, part_size)))
             self._sent_end += part_size
