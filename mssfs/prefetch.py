@@ -74,8 +74,12 @@ class ReadConfig:
     max_forward_seek: int = 16 * MiB  # still sequential when this far ahead
 
     def __post_init__(self) -> None:
-        if self.block_size <= 0 or self.part_size % self.block_size:
-            raise ValueError("part_size must be a positive multiple of block_size")
+        if self.block_size <= 0:
+            raise ValueError("block_size must be positive")
+        if self.part_size % self.block_size or self.part_size < self.block_size:
+            # Parts are whole blocks (so they can enter the caches): round down.
+            parts = max(1, self.part_size // self.block_size)
+            object.__setattr__(self, "part_size", parts * self.block_size)
         if self.max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         if min(self.initial_window, self.max_window, self.max_inflight_bytes) < 0:
@@ -148,9 +152,10 @@ class Prefetcher:
         return ObjectReader(self, bucket, key, etag, size)
 
     def fetch(self, bucket: str, key: str, etag: str, start: int, end: int) -> bytes:
-        """GET [start, end) pinned to ``etag``; exactly ``end - start`` bytes or an error."""
-        result = self.store.get_object(bucket, key, start, end, if_match=etag)
-        if result.etag and result.etag != etag:  # a server that ignored If-Match
+        """GET [start, end) pinned to ``etag`` (unless it is empty: unknown); exactly
+        ``end - start`` bytes or an error."""
+        result = self.store.get_object(bucket, key, start, end, if_match=etag or None)
+        if etag and result.etag and result.etag != etag:  # a server that ignored If-Match
             raise store_errors.PreconditionFailed(
                 "object changed while open", code="PreconditionFailed", bucket=bucket, key=key
             )
@@ -187,8 +192,11 @@ class ObjectReader:
         self._window = 0
         self._streak = 0  # sequential reads in a row
         self._closed = False
+        # Without an ETag nothing is pinned, and blocks of two versions would share
+        # cache keys: such a reader bypasses both caches.
+        self._cacheable = bool(etag)
         # Keep consumed parts in memory only when the object fits the cache easily.
-        self._cache_parts = 0 < size <= prefetcher.cache.capacity_bytes // 2
+        self._cache_parts = self._cacheable and 0 < size <= prefetcher.cache.capacity_bytes // 2
 
     # -- public -------------------------------------------------------------------
     def read(self, offset: int, size: int) -> bytes:
@@ -248,7 +256,8 @@ class ObjectReader:
         cfg, bsz = self._cfg, self._cfg.block_size
         target = min(self.size, offset + self._window)
         start = max(self._ahead_end, offset - offset % bsz)
-        while start < target and self._p.cache.contains(self._block_key(start // bsz)):
+        while (start < target and self._cacheable
+               and self._p.cache.contains(self._block_key(start // bsz))):
             start += bsz  # already in memory: no need to prefetch it
         # Issue full parts: a trickle of tiny GETs as the window slides would waste
         # requests. A short part is fine when it ends the object or the read needs it.
@@ -347,6 +356,8 @@ class ObjectReader:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)  # type: ignore[return-value, arg-type]
 
     def _cached_slice(self, n: int, lo: int, hi: int) -> bytes | None:
+        if not self._cacheable:
+            return None
         key = self._block_key(n)
         block = self._p.cache.get(key)
         if block is not None and len(block) >= hi:
@@ -364,6 +375,8 @@ class ObjectReader:
         for n in range(first, last + 1):
             block = data[(n - first) * bsz : (n - first + 1) * bsz]
             blocks[n] = block
+            if not self._cacheable:
+                continue
             self._p.cache.put(self._block_key(n), block)
             if self._p.disk_cache is not None:
                 self._p.disk_cache.put(self._block_key(n), block)
@@ -371,7 +384,8 @@ class ObjectReader:
 
     def _fetch_part(self, start: int, end: int) -> bytes:
         """Pool task: one prefetch part, from the disk cache when it holds all of it."""
-        bsz, disk = self._cfg.block_size, self._p.disk_cache
+        bsz = self._cfg.block_size
+        disk = self._p.disk_cache if self._cacheable else None
         blocks = range(start // bsz, -(-end // bsz))
         if disk is not None:
             cached = [disk.get(self._block_key(n)) for n in blocks]

@@ -112,8 +112,10 @@ def test_config_defaults_and_validation() -> None:
     c = ReadConfig()
     assert c.part_size % c.block_size == 0
     assert c.cache_bytes + c.max_inflight_bytes <= 192 * MiB
+    assert ReadConfig(block_size=3 * MiB, part_size=8 * MiB).part_size == 6 * MiB
+    assert ReadConfig(block_size=16 * MiB, part_size=8 * MiB).part_size == 16 * MiB
     with pytest.raises(ValueError):
-        ReadConfig(block_size=3 * MiB, part_size=8 * MiB)
+        ReadConfig(block_size=0)
 
 
 def test_random_read_of_uncached_block_is_one_get_and_reread_is_none(store, make_prefetcher):
@@ -403,3 +405,14 @@ def test_prefetch_parts_fill_and_use_the_disk_cache(store, tmp_path):
     finally:
         p.close()
         disk.close()
+
+
+def test_reader_without_etag_is_not_pinned_and_not_cached(store, make_prefetcher):
+    p = make_prefetcher()
+    data, _ = put(store, "noetag", 3 * MiB)
+    store.reset_counts()
+    reader = p.open_reader(BUCKET, "noetag", "", len(data))
+    assert reader.read(MiB, 4 * KiB) == data[MiB : MiB + 4 * KiB]
+    assert reader.read(MiB, 4 * KiB) == data[MiB : MiB + 4 * KiB]
+    assert store.counts["GetObject"] == 2
+    assert len(p.cache) == 0
