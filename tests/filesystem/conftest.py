@@ -38,6 +38,8 @@ class Env:
     clock: Any
     recovery_dir: str
     bucket: str = BUCKET
+    stat_ttl: float = STAT_TTL
+    negative_ttl: float = NEGATIVE_TTL
 
     def put(self, key: str, data: bytes = b"", **kwargs: Any) -> str:
         """An object written out of band (by another client)."""
