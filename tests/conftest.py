@@ -59,8 +59,12 @@ QUIRKS: dict[str, set[str]] = {
     "seaweedfs": {
         "keys_are_paths",  # "a//b" is stored as "a/b" and "/a" as "a" (filer paths)
         "part_copy_etag_is_source_etag",  # UploadPartCopy answers the whole source's ETag
+        "flat_listing_in_tree_order",  # no delimiter: "a/b" is listed before "a-b"
+        "backslash_listed_as_slash",  # "a\\b" is stored and read as is, listed as "a/b"
+        "marker_drops_metadata",  # a key ending in "/" loses its user metadata
     },
     "moto": {
+        "buckets_in_creation_order",  # ListBuckets is not sorted by name
         "lax_bucket_names",  # only the length of a bucket name is checked
         "recreate_own_bucket_succeeds",  # us-east-1 legacy: 200 for one's own bucket
         "no_key_length_limit",  # keys over 1024 bytes are accepted

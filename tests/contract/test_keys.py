@@ -15,12 +15,13 @@ assert len(KEY_1024.encode()) == 1024
 PLAIN_KEYS = {
     "unicode": "dir/ünïcødé/文件 😀.txt",
     "spaces": "a key with  spaces ",
-    "reserved": "sym + % ? # & = ; : @ , $ ! ' ( ) * [ ] ~ ^ ` { } | \\ \" < >",
+    "reserved": "sym + % ? # & = ; : @ , $ ! ' ( ) * [ ] ~ ^ ` { } | \" < >",
     "percent-escape-lookalike": "file%20name%2F%",
     "tilde-dots": "~/.hidden/..dots../x",
     "1024-bytes": KEY_1024,
 }
 SLASH_KEYS = {"double-slash": "a//b", "leading-slash": "/lead", "trailing-double": "d//"}
+BACKSLASH_KEY = "back\\slash"
 
 
 def round_trip(s, bucket, key):
@@ -50,6 +51,12 @@ def test_slashes_are_kept(store, expect_quirk, key):
     s, bucket = store
     expect_quirk("keys_are_paths")
     round_trip(s, bucket, key)
+
+
+def test_backslash_is_not_a_separator(store, expect_quirk):
+    s, bucket = store
+    expect_quirk("backslash_listed_as_slash")
+    round_trip(s, bucket, BACKSLASH_KEY)
 
 
 def test_key_over_1024_bytes_is_refused(store, expect_quirk):

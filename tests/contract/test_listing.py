@@ -40,9 +40,10 @@ def all_pages(s, bucket, **kwargs):
         assert pages < 100, "listing does not end"
 
 
-def test_flat_listing_in_utf8_byte_order(filled):
+def test_flat_listing_in_utf8_byte_order(filled, expect_quirk):
     s, bucket = filled
     page = s.list_objects(bucket)
+    expect_quirk("flat_listing_in_tree_order")
     assert [o.key for o in page.objects] == utf8_sorted(KEYS)
     assert list(page.prefixes) == [] and not page.truncated
 
@@ -81,9 +82,11 @@ def test_directory_marker_is_listed_under_its_own_prefix(filled):
 
 
 @pytest.mark.parametrize("max_keys", [1, 2, 5])
-def test_pages_cover_everything_once(filled, max_keys):
+def test_pages_cover_everything_once(filled, quirks, max_keys):
     s, bucket = filled
     keys, prefixes, pages = all_pages(s, bucket, max_keys=max_keys)
+    if "flat_listing_in_tree_order" in quirks:
+        keys = utf8_sorted(keys)  # the order is tested above; here: each key once
     assert keys == utf8_sorted(KEYS) and prefixes == []
     assert pages >= len(KEYS) // max_keys
 

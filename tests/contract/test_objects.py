@@ -157,6 +157,13 @@ def test_delete_objects(store):
 
 def test_directory_marker_object(store):
     s, bucket = store
+    s.put_object(bucket, "dir/", b"")
+    assert s.head_object(bucket, "dir/").size == 0
+    assert [o.key for o in s.list_objects(bucket, "dir/", "/").objects] == ["dir/"]
+
+
+def test_directory_marker_keeps_metadata(store, expect_quirk):
+    s, bucket = store
     s.put_object(bucket, "dir/", b"", metadata={"mode": "16877"})
-    info = s.head_object(bucket, "dir/")
-    assert info.size == 0 and dict(info.metadata) == {"mode": "16877"}
+    expect_quirk("marker_drops_metadata")
+    assert dict(s.head_object(bucket, "dir/").metadata) == {"mode": "16877"}
