@@ -375,13 +375,7 @@ def unmount(mountpoint: str, runtime: str, *, timeout: float) -> None:
     if path not in mounted_points():
         raise MountError(f"{mountpoint} is not mounted")
     pid = _read_pid(pidfile_for(path, runtime))
-    done = subprocess.run(["fusermount3", "-u", path], capture_output=True, text=True,
-                          timeout=60, check=False)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["fusermount3 failed"])[-1]
-        if "busy" in reason.lower():
-            raise MountError(f"{mountpoint} is busy: a file or directory in it is open")
-        raise MountError(f"unmounting {mountpoint} failed: {reason}")
+    _fusermount_u(path, mountpoint)
     if pid is None:
         return
     deadline = time.monotonic() + timeout
@@ -389,6 +383,22 @@ def unmount(mountpoint: str, runtime: str, *, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise MountError(f"unmounted; mount process {pid} is still finishing uploads")
         time.sleep(0.1)
+
+
+def _fusermount_u(path: str, shown: str, busy_grace: float = 5.0) -> None:
+    """Unmount; "busy" is retried briefly, since the kernel releases closed files lazily."""
+    deadline = time.monotonic() + busy_grace
+    while True:
+        done = subprocess.run(["fusermount3", "-u", path], capture_output=True, text=True,
+                              timeout=60, check=False)
+        if done.returncode == 0:
+            return
+        reason = (done.stderr.strip().splitlines() or ["fusermount3 failed"])[-1]
+        if "busy" not in reason.lower():
+            raise MountError(f"unmounting {shown} failed: {reason}")
+        if time.monotonic() > deadline:
+            raise MountError(f"{shown} is busy: a file or directory in it is open")
+        time.sleep(0.2)
 
 
 def _read_pid(path: str) -> int | None:
