@@ -1,0 +1,166 @@
+"""The command line: arguments and environment → MountConfig, one-line failures, logging."""
+
+import logging
+
+import pytest
+
+from mssfs import cli
+from mssfs.config import Source
+
+
+def args_for(*argv):
+    return cli.build_parser().parse_args(["mount", *argv])
+
+
+ENV = {"MSS_ACCESS_KEY_ID": "key", "MSS_SECRET_ACCESS_KEY": "sekrit", "HOME": "/nonexistent"}
+
+
+def test_bucket_and_prefix_and_mountpoint(tmp_path):
+    config, secrets = cli.build_config(args_for("b:/a/b", str(tmp_path)), ENV)
+    assert config.source == Source("b", "a/b/")
+    assert config.mountpoint == str(tmp_path)
+    assert secrets == ["sekrit"]
+    assert config.store.credentials.access_key == "key"
+
+
+def test_account_mode_when_only_a_mountpoint(tmp_path):
+    config, _ = cli.build_config(args_for(str(tmp_path)), ENV)
+    assert config.source.bucket is None
+
+
+def test_relative_mountpoint_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config, _ = cli.build_config(args_for("b", "mnt"), ENV)
+    assert config.mountpoint == str(tmp_path / "mnt")
+
+
+def test_endpoint_precedence():
+    default, _ = cli.build_config(args_for("b", "/m"), ENV)
+    assert default.store.endpoint == "https://mtmss.com"
+    env, _ = cli.build_config(args_for("b", "/m"), {**ENV, "MSS_ENDPOINT": "http://e:1"})
+    assert env.store.endpoint == "http://e:1"
+    option, _ = cli.build_config(args_for("b", "/m", "-o", "endpoint=http://o:2"),
+                                 {**ENV, "MSS_ENDPOINT": "http://e:1"})
+    assert option.store.endpoint == "http://o:2"
+    flag, _ = cli.build_config(args_for("b", "/m", "--endpoint", "f.example.com",
+                                        "-o", "endpoint=http://o:2"), ENV)
+    assert flag.store.endpoint == "https://f.example.com"
+
+
+def test_store_options_reach_the_store_config():
+    config, _ = cli.build_config(args_for(
+        "b", "/m", "--region", "cn-north-1", "-o",
+        "sigv2,virtual_host,no_verify_ssl,retries=2,timeout=5s,connect_timeout=1s"), ENV)
+    store = config.store
+    assert (store.region, store.signature, store.addressing) == ("cn-north-1", "v2", "virtual")
+    assert (store.verify_tls, store.max_retries, store.read_timeout, store.connect_timeout) == (
+        False, 2, 5.0, 1.0)
+    bundle, _ = cli.build_config(args_for("b", "/m", "-o", "ca_bundle=/etc/ca.pem"), ENV)
+    assert bundle.store.verify_tls == "/etc/ca.pem"
+
+
+def test_sections_and_flags():
+    config, _ = cli.build_config(args_for("b", "/m", "-f", "--debug", "--log-file", "/l",
+                                          "-o", "ro,uid=5,part_size=16M,stat_ttl=2s"), ENV)
+    assert config.foreground and config.debug and config.log_file == "/l"
+    assert config.fuse.read_only and config.fuse.uid == 5
+    assert config.upload.part_size == 16 << 20 and config.cache.stat_ttl == 2.0
+
+
+def test_anonymous_and_memory_need_no_credentials():
+    config, secrets = cli.build_config(args_for("b", "/m", "-o", "anonymous"), {"HOME": "/x"})
+    assert config.store.credentials is None and secrets == []
+    memory, _ = cli.build_config(args_for("--memory", "/m"), {"HOME": "/x"})
+    assert memory.memory
+
+
+def test_too_many_positionals():
+    with pytest.raises(cli.CliError):
+        cli.build_config(args_for("a", "b", "c"), ENV)
+
+
+def run_main(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["mount", "b", "/nonexistent-mssfs"], "mountpoint /nonexistent-mssfs does not exist"),
+     (["mount", "b", "/etc/hostname"], "is not a directory"),
+     (["mount", "b", "{tmp}", "-o", "secret_key=abc"], "command line is visible"),
+     (["mount", "b", "{tmp}", "-o", "bogus"], "unknown option 'bogus'"),
+     (["mount", "b", "{tmp}", "-o", "uid=me"], "option 'uid'"),
+     (["mount", "b", "{tmp}", "--endpoint", "ftp://x"], "endpoint must be an http"),
+     (["umount", "{tmp}"], "is not mounted")],
+)
+def test_failures_are_one_line(capsys, monkeypatch, tmp_path, argv, message):
+    monkeypatch.setattr(cli.os, "environ", {**ENV, "FUSE_LIBRARY_PATH": "libfuse3.so.3"})
+    code, err = run_main(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("mssfs: ") and message in err
+    assert "abc" not in err
+
+
+def test_no_credentials_is_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli.os, "environ", {"HOME": str(tmp_path), "FUSE_LIBRARY_PATH": "x"})
+    code, err = run_main(capsys, "mount", "b", str(tmp_path))
+    assert code == 1 and "no credentials found" in err and err.count("\n") == 1
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["mount", "--help"])
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("read_cache_size=...", "passwd_file=...", "allow_other", "[64M]", "[60s]",
+                 "MSS_ACCESS_KEY_ID", "--profile", "--log-file"):
+        assert name in out
+
+
+def test_select_fuse_library_keeps_the_users_choice(monkeypatch):
+    env = {"FUSE_LIBRARY_PATH": "/opt/libfuse3.so"}
+    cli.select_fuse_library(env)
+    assert env["FUSE_LIBRARY_PATH"] == "/opt/libfuse3.so"
+    env = {}
+    cli.select_fuse_library(env)
+    assert "fuse3" in env["FUSE_LIBRARY_PATH"]
+    monkeypatch.setattr(cli, "find_libfuse3", lambda: None)
+    with pytest.raises(cli.CliError, match="apt-get install fuse3"):
+        cli.select_fuse_library({})
+
+
+def test_runtime_dir():
+    assert cli.runtime_dir({"XDG_RUNTIME_DIR": "/run/user/7"}) == "/run/user/7/mssfs"
+    assert cli.runtime_dir({}).startswith("/tmp/mssfs-")
+
+
+def test_secret_filter_masks_secrets_in_messages_and_arguments():
+    filt = cli.SecretFilter(["sekrit", ""])
+    record = logging.LogRecord("mssfs", logging.INFO, __file__, 1, "got %s in %s",
+                               ("sekrit", "x-sekrit-y"), None)
+    assert filt.filter(record)
+    assert record.getMessage() == "got *** in x-***-y"
+    plain = logging.LogRecord("mssfs", logging.INFO, __file__, 1, "fine %d", (1,), None)
+    filt.filter(plain)
+    assert plain.getMessage() == "fine 1"
+
+
+def test_logging_goes_to_the_log_file_with_the_secret_masked(tmp_path):
+    config, secrets = cli.build_config(
+        args_for("b", "/m", "--debug", "--log-file", str(tmp_path / "log")), ENV)
+    cli.setup_logging(config, {"HOME": str(tmp_path)}, secrets)
+    logger = logging.getLogger("mssfs")
+    try:
+        logging.getLogger("mssfs.test").debug("secret is %s", "sekrit")
+        for handler in logger.handlers:
+            handler.flush()
+        text = (tmp_path / "log").read_text()
+        assert "secret is ***" in text and "sekrit" not in text
+    finally:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
