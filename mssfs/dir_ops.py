@@ -27,6 +27,7 @@ from mssfs.errors import DirectoryNotEmpty, Exists, IsADirectory, NotPermitted
 from mssfs.store.base import ObjectInfo
 
 if TYPE_CHECKING:
+    from mssfs.attributes import Attributes
     from mssfs.filesystem import Filesystem
 
 
@@ -57,14 +58,16 @@ class DirOps:
         self.put_marker(bucket, key, attrs)
         self.ns.changed(path, attrs)
 
-    def put_marker(self, bucket: str, key: str, attrs, base=None) -> None:
+    def put_marker(self, bucket: str, key: str, attrs: Attributes, base=None) -> None:
         """Write (or rewrite: SeaweedFS cannot self-copy ``dir/``) a directory marker."""
         metadata = posix_meta.to_metadata(
             attrs.mode, attrs.uid, attrs.gid, attrs.mtime, base=base
         )
-        self.store.put_object(
+        etag = self.store.put_object(
             bucket, key + "/", b"", content_type=posix_meta.DIR_CONTENT_TYPE, metadata=metadata
         )
+        # A listing shows markers without metadata: remember what this one says.
+        self.ns.remember(ObjectInfo(key + "/", 0, etag, attrs.mtime), attrs)
 
     def _create_bucket(self, path: str) -> None:
         self.fs.check_writable(path)

@@ -48,6 +48,7 @@ from mssfs.errors import (
     NotFound,
     NotPermitted,
     ReadOnly,
+    UploadFailed,
 )
 from mssfs.handles import Handle, HandleTable, OpenFile, OpenIntent, open_intent
 from mssfs.namespace import FsConfig, Namespace
@@ -92,7 +93,7 @@ class Filesystem:
         self.clock = clock
         self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)
         self.handles = HandleTable()
-        self._dirs = DirOps(self)
+        self.dir_ops = DirOps(self)
         self._renamer = Renamer(self)
         self._meta = MetadataOps(self)
 
@@ -124,6 +125,8 @@ class Filesystem:
     def getattr(self, path: str, fh: int | None = None) -> Attributes:
         path = paths.normalize(path)
         open_file = self.handles.open_file(path)
+        if open_file is None and fh is not None:  # fstat of an unlinked file still works
+            open_file = self.handles.get(fh).open_file
         if open_file is not None:
             return self._live_attrs(open_file)
         return self.ns.stat(path)
@@ -140,7 +143,20 @@ class Filesystem:
         )
 
     def readdir(self, path: str) -> list[DirEntry]:
-        return self.ns.list_dir(path)
+        path = paths.normalize(path)
+        entries = self.ns.list_dir(path)
+        # Files created here and not uploaded yet are not in the store's listing.
+        pending = [
+            DirEntry(paths.split(f.path)[1], self._live_attrs(f))
+            for f in self.handles.open_files()
+            if f.pending_create and paths.split(f.path)[0] == path
+        ]
+        if pending:
+            known = {e.name for e in entries}
+            entries = sorted(
+                entries + [e for e in pending if e.name not in known], key=lambda e: e.name
+            )
+        return entries
 
     def readlink(self, path: str) -> str:
         attrs = self.ns.stat(path)
@@ -258,6 +274,7 @@ class Filesystem:
             offset = buffer.size  # O_APPEND: every write lands at the end
         written = buffer.write(offset, data)
         handle.wrote = True
+        handle.open_file.recovered = False
         return written
 
     def _write_handle(self, fh: int, path: str) -> Handle:
@@ -330,9 +347,11 @@ class Filesystem:
                 self._upload(handle)
         finally:
             if self.handles.detach(open_file):
-                # Unsaved bytes of a named file go to the recovery folder; an unlinked
-                # file's bytes are dropped, as POSIX drops them at the last close.
-                open_file.buffer.close(keep_dirty=not open_file.unlinked)
+                # Unsaved bytes of a named file go to the recovery folder (unless a
+                # failed upload just put them there); an unlinked file's bytes are
+                # dropped, as POSIX drops them at the last close.
+                keep = not (open_file.unlinked or open_file.recovered)
+                open_file.buffer.close(keep_dirty=keep)
 
     def _upload(self, handle: Handle) -> None:
         handle.wrote = False  # cleared first: a failed upload is reported once
@@ -349,7 +368,11 @@ class Filesystem:
             now = self.clock()
             open_file.metadata["mtime"] = str(int(now))
             buffer.set_metadata(dict(open_file.metadata), open_file.content_type)
-            info = buffer.commit()
+            try:
+                info = buffer.commit()
+            except UploadFailed:
+                open_file.recovered = True  # the buffer saved the bytes
+                raise
             open_file.pending_create = False
             attrs = self._uploaded_attrs(open_file, info, now)
             open_file.attrs = attrs
@@ -379,16 +402,16 @@ class Filesystem:
 
     # -- namespace changes and metadata: see dir_ops, renames, xattrs -----------
     def mkdir(self, path: str, mode: int) -> None:
-        self._dirs.mkdir(paths.normalize(path), mode)
+        self.dir_ops.mkdir(paths.normalize(path), mode)
 
     def rmdir(self, path: str) -> None:
-        self._dirs.rmdir(paths.normalize(path))
+        self.dir_ops.rmdir(paths.normalize(path))
 
     def unlink(self, path: str) -> None:
-        self._dirs.unlink(paths.normalize(path))
+        self.dir_ops.unlink(paths.normalize(path))
 
     def symlink(self, path: str, target: str) -> None:
-        self._dirs.symlink(paths.normalize(path), target)
+        self.dir_ops.symlink(paths.normalize(path), target)
 
     def link(self, path: str, target: str) -> None:
         raise NotPermitted("hard links are not supported on object storage", path=path)

@@ -63,6 +63,8 @@ class OpenFile:
     # True until the object exists in the store (a create not yet uploaded).
     pending_create: bool = False
     unlinked: bool = False
+    # The last upload failed and the buffer saved every byte to the recovery folder.
+    recovered: bool = False
     handles: int = 0
     # Serialises commits of this file so two flushes never upload at once.
     commit_lock: threading.Lock = field(default_factory=threading.Lock)

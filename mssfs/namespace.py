@@ -133,12 +133,12 @@ class Namespace:
 
     def object_attrs(self, info: ObjectInfo) -> Attributes:
         """Attributes of a file/symlink/marker from a HEAD (metadata) or a listing."""
-        if info.key.endswith("/"):
-            meta = posix_meta.parse(info.metadata, info.content_type)
-            return self.dir_attrs(info.last_modified, meta)
         remembered = self._remembered(info) if not info.metadata else None
         if remembered is not None:
             return remembered
+        if info.key.endswith("/"):
+            meta = posix_meta.parse(info.metadata, info.content_type)
+            return self.dir_attrs(info.last_modified, meta)
         meta = posix_meta.parse(info.metadata, info.content_type)
         if meta.symlink:
             mode = stat.S_IFLNK | 0o777
@@ -337,10 +337,12 @@ class Namespace:
 
     # -- cache upkeep after local changes ---------------------------------------
     def changed(self, path: str, attrs: Attributes | None = None) -> None:
-        """A local change at ``path``: drop stale views, record the new attributes."""
+        """A local change at ``path``: record the new attributes (which also patches the
+        parent's cached listing), or, without them, drop every view of the name."""
         path = paths.normalize(path)
-        self.cache.invalidate(path)
-        if attrs is not None:
+        if attrs is None:
+            self.cache.invalidate(path)
+        else:
             self.cache.put_stat(path, attrs)
 
     def removed_tree(self, path: str) -> None:

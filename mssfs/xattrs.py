@@ -157,10 +157,9 @@ class MetadataOps:
             info = ObjectInfo(key + "/", 0, "", 0.0)
         attrs = self.ns.object_attrs(info)
         metadata, _ = mutate(dict(info.metadata), None, attrs)
-        self.store.put_object(
-            bucket, key + "/", b"", content_type=posix_meta.DIR_CONTENT_TYPE, metadata=metadata
-        )
-        self.ns.changed(path, self._attrs(attrs, metadata))
+        new = self._attrs(attrs, metadata)
+        self.fs.dir_ops.put_marker(bucket, key, new, base=metadata)
+        self.ns.changed(path, new)
 
     # -- extended attributes ----------------------------------------------------
     def _object(self, path: str) -> ObjectInfo | None:

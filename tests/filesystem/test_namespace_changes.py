@@ -31,7 +31,7 @@ def test_mkdir_writes_a_marker_with_mode(env):
     assert info.metadata["mode"] == str(stat.S_IFDIR | 0o750)
     assert env.fs.getattr("/d").mode == stat.S_IFDIR | 0o750
     env.clock.advance(env.stat_ttl + 1)
-    assert env.fs.getattr("/d").is_dir
+    assert env.fs.getattr("/d").mode == stat.S_IFDIR | 0o750  # not the default 0755
 
 
 def test_mkdir_errors(env):

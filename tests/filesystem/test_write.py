@@ -206,3 +206,24 @@ def test_read_only_mount_refuses_every_change(make_env):
             change()
     assert env.read_file("/f") == b"x"
     assert set(env.store.counts) <= {"HeadObject", "GetObject", "ListObjectsV2"}
+
+
+def test_a_created_file_is_listed_before_its_upload(env):
+    env.fs.mkdir("/d", 0o755)
+    fh = env.fs.create("/d/new", 0o644, os.O_WRONLY)
+    env.fs.write("/d/new", fh, 0, b"1234")
+    env.clock.advance(env.stat_ttl + 1)  # the cached listing has expired: list again
+    entries = {e.name: e.attrs for e in env.fs.readdir("/d")}
+    assert entries["new"].size == 4
+    env.fs.release("/d/new", fh)
+    assert env.body("d/new") == b"1234"
+
+
+def test_fstat_of_an_unlinked_open_file(env):
+    fh = env.fs.create("/t", 0o600, os.O_RDWR)
+    env.fs.write("/t", fh, 0, b"abc")
+    env.fs.unlink("/t")
+    with pytest.raises(NotFound):
+        env.fs.getattr("/t")
+    assert env.fs.getattr("/t", fh).size == 3
+    env.fs.release("/t", fh)
