@@ -9,11 +9,13 @@ The mechanisms live in their own modules, composed here:
 
 - ``namespace.Namespace``: stat, listings, lookups and the metadata cache;
 - ``handles.HandleTable``: handle numbers and the one ``WriteBuffer`` per open path;
+- ``open_files.OpenFiles``: building those buffers and uploading them (``commit``);
 - ``dir_ops.DirOps``: mkdir, rmdir, unlink, symlink, buckets in account mode;
 - ``renames.Renamer``: rename of files and directories;
 - ``xattrs.MetadataOps``: chmod, chown, utimens and extended attributes.
 
-This module holds the file I/O: open/create/read/write/truncate and the upload points.
+This module holds the file I/O (open/create/read/write/truncate) and decides when to
+upload (``flush``, ``fsync``, ``release``).
 
 Reads: a read-only handle holds an ``ObjectReader`` pinned to the ETag seen at open
 (close-to-open: ``open`` revalidates a stat entry older than the stat TTL with a HEAD;
@@ -24,39 +26,34 @@ points are described at ``flush``. A successful upload records the new size, ETa
 mtime in the stat cache at once.
 
 Locking: this module has no lock of its own. ``HandleTable`` and the caches lock
-themselves; ``OpenFile.commit_lock`` serialises the uploads of one file (it is held
-across the upload on purpose: a second flush must wait for the first and then find
-nothing left to upload, rather than start a competing upload of the same key).
+themselves; ``OpenFile.commit_lock`` (see ``open_files``) serialises the uploads of one
+file.
 """
 
 from __future__ import annotations
 
 import logging
-import mimetypes
 import stat
 import time
 from collections.abc import Callable
 from typing import Any
 
-from mssfs import paths, posix_meta
+from mssfs import paths
 from mssfs.attributes import Attributes, DirEntry, StatFs
 from mssfs.dir_ops import DirOps
 from mssfs.errors import (
     BadFileHandle,
     InvalidArgument,
     IsADirectory,
-    NotFound,
     NotPermitted,
     ReadOnly,
-    UploadFailed,
 )
-from mssfs.handles import Handle, HandleTable, OpenFile, OpenIntent, open_intent
+from mssfs.handles import Handle, HandleTable, OpenIntent, open_intent
 from mssfs.namespace import FsConfig, Namespace
+from mssfs.open_files import OpenFiles
 from mssfs.paths import MountRoot
 from mssfs.renames import Renamer
-from mssfs.store import errors as store_errors
-from mssfs.store.base import ObjectInfo, ObjectStore
-from mssfs.write_buffer import WriteBuffer
+from mssfs.store.base import ObjectStore
 from mssfs.xattrs import MetadataOps
 
 __all__ = ["Filesystem", "FsConfig", "MountRoot"]
@@ -93,6 +90,7 @@ class Filesystem:
         self.clock = clock
         self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)
         self.handles = HandleTable()
+        self.files = OpenFiles(self)
         self.dir_ops = DirOps(self)
         self._renamer = Renamer(self)
         self._meta = MetadataOps(self)
@@ -107,20 +105,6 @@ class Filesystem:
         paths.check_path(path, key)
         return bucket, key
 
-    def new_buffer(
-        self, path: str, base: ObjectInfo | None, *, truncate: bool, metadata, content_type
-    ) -> WriteBuffer:
-        bucket, key = self.resolve(path)
-        return WriteBuffer(
-            self.store, self.uploader, self.recovery, bucket, key,
-            base=base, truncate=truncate, content_type=content_type,
-            metadata=metadata, staging_dir=self.config.staging_dir,
-        )
-
-    @staticmethod
-    def guess_type(path: str) -> str | None:
-        return mimetypes.guess_type(paths.split(path)[1])[0]
-
     # -- lookups ----------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> Attributes:
         path = paths.normalize(path)
@@ -128,26 +112,15 @@ class Filesystem:
         if open_file is None and fh is not None:  # fstat of an unlinked file still works
             open_file = self.handles.get(fh).open_file
         if open_file is not None:
-            return self._live_attrs(open_file)
+            return self.files.live_attrs(open_file)
         return self.ns.stat(path)
-
-    def _live_attrs(self, open_file: OpenFile) -> Attributes:
-        # An open file's size is the buffer's, ahead of the store.
-        attrs = open_file.attrs
-        size = open_file.buffer.size
-        if size == attrs.size and not open_file.buffer.dirty:
-            return attrs
-        return Attributes(
-            mode=attrs.mode, size=size, mtime=self.clock(), uid=attrs.uid,
-            gid=attrs.gid, atime=attrs.atime, ctime=attrs.ctime, etag=attrs.etag,
-        )
 
     def readdir(self, path: str) -> list[DirEntry]:
         path = paths.normalize(path)
         entries = self.ns.list_dir(path)
         # Files created here and not uploaded yet are not in the store's listing.
         pending = [
-            DirEntry(paths.split(f.path)[1], self._live_attrs(f))
+            DirEntry(paths.split(f.path)[1], self.files.live_attrs(f))
             for f in self.handles.open_files()
             if f.pending_create and paths.split(f.path)[0] == path
         ]
@@ -190,32 +163,12 @@ class Filesystem:
         self.check_writable(path)
         if path == "/" or self.root.is_bucket_path(path):
             raise IsADirectory(path=path)
-        open_file = self.handles.attach(path, lambda: self._open_existing(path, intent))
+        open_file = self.handles.attach(path, lambda: self.files.open_existing(path, intent))
         if intent.truncate and open_file.buffer.size:
             open_file.buffer.truncate(0)
         handle = self.handles.add(path, intent, open_file=open_file)
         handle.wrote = intent.truncate
         return handle.fh
-
-    def _open_existing(self, path: str, intent: OpenIntent) -> OpenFile:
-        if self.ns.stat(path).is_dir:
-            raise IsADirectory(path=path)
-        try:
-            info = self.ns.head(path)
-        except store_errors.NotFound:
-            self.ns.changed(path)
-            raise NotFound(path=path)
-        attrs = self.ns.object_attrs(info)
-        if attrs.is_symlink:
-            raise NotPermitted("cannot write through a symlink object", path=path)
-        metadata = posix_meta.to_metadata(
-            attrs.mode, attrs.uid, attrs.gid, attrs.mtime, base=info.metadata
-        )
-        content_type = info.content_type or self.guess_type(path)
-        buffer = self.new_buffer(
-            path, info, truncate=intent.truncate, metadata=metadata, content_type=content_type
-        )
-        return OpenFile(path, buffer, metadata=metadata, content_type=content_type, attrs=attrs)
 
     def create(self, path: str, mode: int, flags: int) -> int:
         path = paths.normalize(path)
@@ -226,24 +179,13 @@ class Filesystem:
         self.resolve(path)
         self.ns.require_dir(parent)
         attrs = self.new_attrs(stat.S_IFREG | (mode & 0o7777))
-        open_file = self.handles.attach(path, lambda: self._new_file(path, attrs))
+        open_file = self.handles.attach(path, lambda: self.files.new_file(path, attrs))
         if open_file.buffer.size:
             open_file.buffer.truncate(0)
         handle = self.handles.add(path, open_intent(flags), open_file=open_file)
         handle.wrote = True  # an empty file closed without writes still becomes an object
         self.ns.changed(path, attrs)
         return handle.fh
-
-    def _new_file(self, path: str, attrs: Attributes) -> OpenFile:
-        metadata = posix_meta.to_metadata(attrs.mode, attrs.uid, attrs.gid, attrs.mtime)
-        content_type = self.guess_type(path)
-        buffer = self.new_buffer(
-            path, None, truncate=True, metadata=metadata, content_type=content_type
-        )
-        return OpenFile(
-            path, buffer, metadata=metadata, content_type=content_type,
-            attrs=attrs, pending_create=True,
-        )
 
     def new_attrs(self, mode: int, size: int = 0) -> Attributes:
         return Attributes(
@@ -296,21 +238,9 @@ class Filesystem:
         open_file = self.handles.open_file(path)
         if open_file is not None:
             open_file.buffer.truncate(length)
-            self.commit(open_file)  # a truncate by path is durable at once
+            self.files.commit(open_file)  # a truncate by path is durable at once
             return
-        self._truncate_closed(path, length)
-
-    def _truncate_closed(self, path: str, length: int) -> None:
-        attrs = self.ns.stat(path)
-        if attrs.is_dir:
-            raise IsADirectory(path=path)
-        open_file = self._open_existing(path, OpenIntent(True, True, length == 0, False))
-        try:
-            open_file.buffer.truncate(length)
-            open_file.pending_create = True  # upload even when the size did not change
-            self.commit(open_file)
-        finally:
-            open_file.buffer.close()
+        self.files.truncate_closed(path, length)
 
     # -- upload points ----------------------------------------------------------
     def flush(self, path: str, fh: int) -> None:
@@ -355,50 +285,11 @@ class Filesystem:
 
     def _upload(self, handle: Handle) -> None:
         handle.wrote = False  # cleared first: a failed upload is reported once
-        self.commit(handle.open_file)
-
-    def commit(self, open_file: OpenFile) -> None:
-        """Upload the file's buffer if it changed (or was never stored); update caches."""
-        with open_file.commit_lock:
-            if open_file.unlinked:
-                return
-            buffer = open_file.buffer
-            if not buffer.dirty and not open_file.pending_create:
-                return
-            now = self.clock()
-            open_file.metadata["mtime"] = str(int(now))
-            buffer.set_metadata(dict(open_file.metadata), open_file.content_type)
-            try:
-                info = buffer.commit()
-            except UploadFailed:
-                open_file.recovered = True  # the buffer saved the bytes
-                raise
-            open_file.pending_create = False
-            attrs = self._uploaded_attrs(open_file, info, now)
-            open_file.attrs = attrs
-        self.ns.remember(info, attrs)
-        self.ns.changed(open_file.path, attrs)
-
-    def _uploaded_attrs(self, open_file: OpenFile, info: ObjectInfo, now: float) -> Attributes:
-        old = open_file.attrs
-        return Attributes(
-            mode=old.mode, size=info.size, mtime=now, uid=old.uid, gid=old.gid,
-            atime=old.atime, ctime=old.ctime, etag=info.etag,
-        )
+        self.files.commit(handle.open_file)
 
     def close(self) -> None:
         """Unmount: upload what is still dirty, free buffers and readers."""
-        for handle in self.handles.handles():
-            if handle.reader is not None:
-                handle.reader.close()
-        for open_file in self.handles.open_files():
-            try:
-                if open_file.buffer.dirty or open_file.pending_create:
-                    self.commit(open_file)
-            except Exception:
-                log.exception("upload of %s failed at unmount", open_file.path)
-            finally:
-                open_file.buffer.close()
+        self.files.close_all()
 
     # -- namespace changes and metadata: see dir_ops, renames, xattrs -----------
     def mkdir(self, path: str, mode: int) -> None:

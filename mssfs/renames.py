@@ -106,7 +106,7 @@ class Renamer:
     def _rename_file(self, old: str, new: str, attrs: Attributes) -> None:
         open_file = self.fs.handles.open_file(old)
         if open_file is not None:
-            self.fs.commit(open_file)
+            self.fs.files.commit(open_file)
             attrs = open_file.attrs
         src_bucket, src_key = self.fs.resolve(old)
         bucket, key = self.fs.resolve(new)
@@ -152,7 +152,7 @@ class Renamer:
         )
         with open_file.commit_lock:
             old_buffer = open_file.buffer
-            open_file.buffer = self.fs.new_buffer(
+            open_file.buffer = self.fs.files.new_buffer(
                 open_file.path, base, truncate=False,
                 metadata=dict(open_file.metadata), content_type=open_file.content_type,
             )
@@ -162,7 +162,7 @@ class Renamer:
     def _rename_dir(self, old: str, new: str) -> None:
         for open_file in self.fs.handles.open_files():
             if open_file.path.startswith(old + "/"):
-                self.fs.commit(open_file)
+                self.fs.files.commit(open_file)
         src_bucket, src_key = self.fs.resolve(old)
         bucket, key = self.fs.resolve(new)
         src_prefix, prefix = paths.dir_prefix(src_key), paths.dir_prefix(key)
