@@ -65,6 +65,32 @@ class EntityTooSmall(errors.InvalidRequest):
     """A part other than the last was smaller than 5 MiB (S3's EntityTooSmall)."""
 
 
+# The refusals this store makes: S3 code → (class, HTTP status, message), as S3 sends them.
+_REFUSALS: dict[str, tuple[type[errors.StoreError], int, str]] = {
+    "NoSuchBucket": (errors.NoSuchBucket, 404, "The specified bucket does not exist"),
+    "NoSuchKey": (errors.NoSuchKey, 404, "The specified key does not exist"),
+    "NoSuchUpload": (errors.NoSuchUpload, 404, "The specified upload does not exist"),
+    "InvalidBucketName": (errors.InvalidBucketName, 400, "The specified bucket is not valid"),
+    "BucketAlreadyExists": (errors.BucketAlreadyExists, 409, "The bucket already exists"),
+    "BucketNotEmpty": (errors.BucketNotEmpty, 409, "The bucket you tried to delete is not empty"),
+    "KeyTooLongError": (errors.KeyTooLong, 400, "Your key is too long"),
+    "InvalidArgument": (errors.InvalidRequest, 400, "Invalid argument"),
+    "InvalidRange": (errors.InvalidRange, 416, "The requested range is not satisfiable"),
+    "PreconditionFailed": (errors.PreconditionFailed, 412,
+                           "At least one of the preconditions you specified did not hold"),
+    "InvalidRequest": (errors.InvalidRequest, 400, "The copy source is larger than 5 GiB"),
+    "MalformedXML": (errors.InvalidRequest, 400, "The XML you provided was not well-formed"),
+    "InvalidPartOrder": (errors.InvalidRequest, 400, "The list of parts was not in order"),
+    "InvalidPart": (errors.InvalidRequest, 400, "One or more of the parts could not be found"),
+    "EntityTooSmall": (EntityTooSmall, 400, "A part is smaller than the minimum of 5 MiB"),
+}
+
+
+def _refusal(code: str, bucket: str = "", key: str = "") -> errors.StoreError:
+    cls, status, message = _REFUSALS[code]
+    return cls(message, code=code, status=status, bucket=bucket, key=key)
+
+
 @dataclass(frozen=True)
 class _Object:
     data: bytes
@@ -183,38 +209,27 @@ class MemoryStore:
     def _bucket(self, bucket: str) -> _Bucket:
         found = self._buckets.get(bucket)
         if found is None:
-            raise errors.NoSuchBucket(
-                "The specified bucket does not exist", code="NoSuchBucket", status=404,
-                bucket=bucket,
-            )
+            raise _refusal("NoSuchBucket", bucket)
         return found
 
     def _object(self, bucket: str, key: str) -> _Object:
         found = self._bucket(bucket).objects.get(key)
         if found is None:
-            raise errors.NoSuchKey(
-                "The specified key does not exist", code="NoSuchKey", status=404,
-                bucket=bucket, key=key,
-            )
+            raise _refusal("NoSuchKey", bucket, key)
         return found
 
     def _upload(self, bucket: str, key: str, upload_id: str) -> _Upload:
         upload = self._bucket(bucket).uploads.get(upload_id)
         if upload is None or upload.key != key:
-            raise errors.NoSuchUpload(
-                "The specified upload does not exist", code="NoSuchUpload", status=404,
-                bucket=bucket, key=key,
-            )
+            raise _refusal("NoSuchUpload", bucket, key)
         return upload
 
     @staticmethod
     def _check_key(bucket: str, key: str) -> None:
         if not key:
-            raise errors.InvalidRequest("An empty key is not allowed", code="InvalidArgument",
-                                        status=400, bucket=bucket)
+            raise _refusal("InvalidArgument", bucket)
         if len(_sort_key(key)) > MAX_KEY_BYTES:
-            raise errors.KeyTooLong("Your key is too long", code="KeyTooLongError", status=400,
-                                    bucket=bucket, key=key[:64])
+            raise _refusal("KeyTooLongError", bucket, key[:64])
 
     # -- buckets ------------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:
@@ -226,13 +241,9 @@ class MemoryStore:
         with self._lock:
             self._request("CreateBucket", bucket)
             if not valid_bucket_name(bucket):
-                raise errors.InvalidBucketName("The specified bucket is not valid",
-                                               code="InvalidBucketName", status=400,
-                                               bucket=bucket)
+                raise _refusal("InvalidBucketName", bucket)
             if bucket in self._buckets:
-                raise errors.BucketAlreadyExists("The bucket already exists",
-                                                 code="BucketAlreadyExists", status=409,
-                                                 bucket=bucket)
+                raise _refusal("BucketAlreadyExists", bucket)
             self._buckets[bucket] = _Bucket(created=self._clock())
 
     def head_bucket(self, bucket: str) -> None:
@@ -244,8 +255,7 @@ class MemoryStore:
         with self._lock:
             self._request("DeleteBucket", bucket)
             if self._bucket(bucket).objects:
-                raise errors.BucketNotEmpty("The bucket you tried to delete is not empty",
-                                            code="BucketNotEmpty", status=409, bucket=bucket)
+                raise _refusal("BucketNotEmpty", bucket)
             del self._buckets[bucket]
 
     # -- objects ------------------------------------------------------------------
@@ -326,9 +336,7 @@ class MemoryStore:
             size = len(obj.data)
             ranged = start > 0 or end is not None
             if ranged and size > 0 and start >= size:
-                raise errors.InvalidRange("The requested range is not satisfiable",
-                                          code="InvalidRange", status=416,
-                                          bucket=bucket, key=key)
+                raise _refusal("InvalidRange", bucket, key)
             stop = size if end is None else min(end, size)
             data = obj.data[start:stop]
             self.bytes_out += len(data)
@@ -338,9 +346,7 @@ class MemoryStore:
     @staticmethod
     def _check_match(obj: _Object, if_match: str | None, bucket: str, key: str) -> None:
         if if_match is not None and if_match.strip('"') != obj.etag:
-            raise errors.PreconditionFailed("At least one of the preconditions failed",
-                                            code="PreconditionFailed", status=412,
-                                            bucket=bucket, key=key)
+            raise _refusal("PreconditionFailed", bucket, key)
 
     def put_object(
         self,
@@ -384,9 +390,7 @@ class MemoryStore:
             src = self._object(src_bucket, src_key)
             self._check_match(src, if_match, src_bucket, src_key)
             if len(src.data) > MAX_COPY_SIZE:
-                raise errors.InvalidRequest("The copy source is larger than 5 GiB",
-                                            code="InvalidRequest", status=400,
-                                            bucket=src_bucket, key=src_key)
+                raise _refusal("InvalidRequest", src_bucket, src_key)
             if metadata is None:
                 # Directive COPY: content type and metadata come from the source.
                 new = src
@@ -405,8 +409,7 @@ class MemoryStore:
         with self._lock:
             self._request("DeleteObjects", bucket)
             if not keys or len(keys) > 1000:
-                raise errors.InvalidRequest("DeleteObjects takes 1 to 1000 keys",
-                                            code="MalformedXML", status=400, bucket=bucket)
+                raise _refusal("MalformedXML", bucket)
             objects = self._bucket(bucket).objects
             for key in keys:
                 objects.pop(key, None)
@@ -434,9 +437,7 @@ class MemoryStore:
     @staticmethod
     def _check_part_number(part_number: int, bucket: str, key: str) -> None:
         if not 1 <= part_number <= 10000:
-            raise errors.InvalidRequest("Part number must be between 1 and 10000",
-                                        code="InvalidArgument", status=400,
-                                        bucket=bucket, key=key)
+            raise _refusal("InvalidArgument", bucket, key)
 
     def upload_part(
         self,
@@ -477,9 +478,7 @@ class MemoryStore:
             src = self._object(src_bucket, src_key)
             self._check_match(src, if_match, src_bucket, src_key)
             if not 0 <= start < end <= len(src.data):
-                raise errors.InvalidRange("The copy range is outside the source object",
-                                          code="InvalidRange", status=416,
-                                          bucket=src_bucket, key=src_key)
+                raise _refusal("InvalidRange", src_bucket, src_key)
             data = src.data[start:end]
             etag = hashlib.md5(data).hexdigest()
             upload.parts[part_number] = (etag, data)
@@ -503,22 +502,19 @@ class MemoryStore:
     def _check_parts(
         upload: _Upload, parts: Sequence[CompletedPart], bucket: str, key: str
     ) -> list[tuple[str, bytes]]:
-        def refuse(cls: type[errors.StoreError], code: str, message: str) -> errors.StoreError:
-            return cls(message, code=code, status=400, bucket=bucket, key=key)
-
         if not parts:
-            raise refuse(errors.InvalidRequest, "MalformedXML", "No parts given")
+            raise _refusal("MalformedXML", bucket, key)
         numbers = [p.part_number for p in parts]
         if numbers != sorted(set(numbers)):
-            raise refuse(errors.InvalidRequest, "InvalidPartOrder", "Parts out of order")
+            raise _refusal("InvalidPartOrder", bucket, key)
         chosen = []
         for part in parts:
             stored = upload.parts.get(part.part_number)
             if stored is None or stored[0] != part.etag.strip('"'):
-                raise refuse(errors.InvalidRequest, "InvalidPart", "A part is missing")
+                raise _refusal("InvalidPart", bucket, key)
             chosen.append(stored)
         if any(len(d) < MIN_PART_SIZE for _, d in chosen[:-1]):
-            raise refuse(EntityTooSmall, "EntityTooSmall", "A part is smaller than 5 MiB")
+            raise _refusal("EntityTooSmall", bucket, key)
         return chosen
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
