@@ -170,12 +170,26 @@ def fuse_options(config: MountConfig) -> dict[str, Any]:
 
 def serve(config: MountConfig, parts: Components, on_ready: Callable[[], None] | None) -> None:
     """Run libfuse until unmount; raise on a failed mount. Always closes ``parts``."""
-    operations = FuseOperations(parts.filesystem, on_ready)
+    ready = []
+
+    def signal_ready() -> None:
+        ready.append(True)
+        if on_ready is not None:
+            on_ready()
+
+    operations = FuseOperations(parts.filesystem, signal_ready)
     try:
         with warnings.catch_warnings():
             # mfusepy warns that it ignores Operations.__call__; ours is called explicitly.
             warnings.simplefilter("ignore", DeprecationWarning)
             mfusepy.FUSE(operations, config.mountpoint, **fuse_options(config))
+    except RuntimeError as exc:
+        # libfuse3's fuse_main answers 8 when its loop ended on SIGTERM/SIGINT/SIGHUP
+        # (its handler stores the signal as the loop's error): after a successful
+        # mount, that is the normal way to stop.
+        if not (ready and exc.args == (8,)):
+            raise
+        log.info("stopped by a signal")
     finally:
         parts.close()
 

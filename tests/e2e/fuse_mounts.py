@@ -85,13 +85,15 @@ class Mounter:
         assert is_mounted(path)
         mount = Mount(path, log, self.pid_of(path), source)
         self.mounts.append(mount)
+        assert mount.pid is not None, "the mount wrote no pid file"
         return mount
 
     def pid_of(self, path: Path) -> int | None:
         from mssfs.mount import pidfile_for
 
         try:
-            return int(Path(pidfile_for(str(path), str(self.runtime))).read_text().split()[0])
+            pidfile = pidfile_for(str(path), str(self.runtime / "mssfs"))
+            return int(Path(pidfile).read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
 
