@@ -21,21 +21,24 @@ Test hooks: ``counts`` (a Counter of S3 operation names, e.g. ``"GetObject"``),
 (called with op, bucket, key; returns an exception to raise or None). A request that
 fails by injection is still counted: a real client would have sent it.
 
-Locking: one ``threading.Lock`` (``_lock``) guards every field below it, including the
-counters and the fault queues. Bodies are read from files before the lock is taken.
+Locking: one ``threading.Lock`` (``_lock``) guards the buckets, the counters and the fault
+queues; ``_op`` holds it for the whole of one request. Bodies are read from files before
+the lock is taken.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from mssfs.store import errors
@@ -159,6 +162,7 @@ class MemoryStore:
         self.counts: Counter[str] = Counter()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.errors = 0  # requests that raised
         self._fail_next: list[tuple[str, Exception]] = []
         self._fail_when: list[FaultPredicate] = []
 
@@ -166,8 +170,7 @@ class MemoryStore:
     def reset_counts(self) -> None:
         with self._lock:
             self.counts.clear()
-            self.bytes_in = 0
-            self.bytes_out = 0
+            self.bytes_in = self.bytes_out = self.errors = 0
 
     def fail_next(self, op: str, exc: Exception, times: int = 1) -> None:
         """Make the next ``times`` requests of operation ``op`` raise ``exc``."""
@@ -184,27 +187,35 @@ class MemoryStore:
             self._fail_next.clear()
             self._fail_when.clear()
 
-    def snapshot(self) -> dict[str, int]:
-        """Counters in one dict: request counts by operation, plus bytes in and out."""
+    def snapshot(self) -> dict[str, Any]:
+        """The counters, shaped as ``HttpStore.stats.snapshot()`` (no retries here)."""
         with self._lock:
-            return {**self.counts, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+            return {"requests": dict(self.counts), "bytes_sent": self.bytes_in,
+                    "bytes_received": self.bytes_out, "retries": 0, "errors": self.errors}
 
     @property
     def stats(self) -> MemoryStore:
         # HttpStore exposes ``stats.snapshot()``; the same call works here.
         return self
 
-    def _request(self, op: str, bucket: str = "", key: str = "") -> None:
-        """Count a request and raise an injected fault. Call with the lock held."""
-        self.counts[op] += 1
-        for i, (name, exc) in enumerate(self._fail_next):
-            if name == op:
-                del self._fail_next[i]
-                raise exc
-        for predicate in self._fail_when:
-            exc = predicate(op, bucket, key)
-            if exc is not None:
-                raise exc
+    @contextlib.contextmanager
+    def _op(self, op: str, bucket: str = "", key: str = "") -> Iterator[None]:
+        """Hold the lock for one request: count it, inject a fault, count a failure."""
+        with self._lock:
+            self.counts[op] += 1
+            try:
+                for i, (name, exc) in enumerate(self._fail_next):
+                    if name == op:
+                        del self._fail_next[i]
+                        raise exc
+                for predicate in self._fail_when:
+                    exc = predicate(op, bucket, key)
+                    if exc is not None:
+                        raise exc
+                yield
+            except Exception:
+                self.errors += 1
+                raise
 
     def _bucket(self, bucket: str) -> _Bucket:
         found = self._buckets.get(bucket)
@@ -233,13 +244,11 @@ class MemoryStore:
 
     # -- buckets ------------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:
-        with self._lock:
-            self._request("ListBuckets")
+        with self._op("ListBuckets"):
             return [BucketInfo(n, b.created) for n, b in sorted(self._buckets.items())]
 
     def create_bucket(self, bucket: str) -> None:
-        with self._lock:
-            self._request("CreateBucket", bucket)
+        with self._op("CreateBucket", bucket):
             if not valid_bucket_name(bucket):
                 raise _refusal("InvalidBucketName", bucket)
             if bucket in self._buckets:
@@ -247,13 +256,11 @@ class MemoryStore:
             self._buckets[bucket] = _Bucket(created=self._clock())
 
     def head_bucket(self, bucket: str) -> None:
-        with self._lock:
-            self._request("HeadBucket", bucket)
+        with self._op("HeadBucket", bucket):
             self._bucket(bucket)
 
     def delete_bucket(self, bucket: str) -> None:
-        with self._lock:
-            self._request("DeleteBucket", bucket)
+        with self._op("DeleteBucket", bucket):
             if self._bucket(bucket).objects:
                 raise _refusal("BucketNotEmpty", bucket)
             del self._buckets[bucket]
@@ -269,8 +276,7 @@ class MemoryStore:
         start_after: str | None = None,
         max_keys: int = 1000,
     ) -> ListPage:
-        with self._lock:
-            self._request("ListObjectsV2", bucket, prefix)
+        with self._op("ListObjectsV2", bucket, prefix):
             objects = dict(self._bucket(bucket).objects)
         marker = b""
         if continuation_token:
@@ -316,8 +322,7 @@ class MemoryStore:
                           dict(obj.metadata), "STANDARD")
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        with self._lock:
-            self._request("HeadObject", bucket, key)
+        with self._op("HeadObject", bucket, key):
             return self._info(key, self._object(bucket, key))
 
     def get_object(
@@ -329,8 +334,7 @@ class MemoryStore:
         *,
         if_match: str | None = None,
     ) -> GetResult:
-        with self._lock:
-            self._request("GetObject", bucket, key)
+        with self._op("GetObject", bucket, key):
             obj = self._object(bucket, key)
             self._check_match(obj, if_match, bucket, key)
             size = len(obj.data)
@@ -361,8 +365,7 @@ class MemoryStore:
         data = _read_body(body, length)
         obj = _Object(data, hashlib.md5(data).hexdigest(), 0.0,
                       content_type or DEFAULT_CONTENT_TYPE, _clean_metadata(metadata))
-        with self._lock:
-            self._request("PutObject", bucket, key)
+        with self._op("PutObject", bucket, key):
             self._store(bucket, key, obj)
             self.bytes_in += len(data)
         return obj.etag
@@ -385,8 +388,7 @@ class MemoryStore:
         content_type: str | None = None,
         if_match: str | None = None,
     ) -> str:
-        with self._lock:
-            self._request("CopyObject", bucket, key)
+        with self._op("CopyObject", bucket, key):
             src = self._object(src_bucket, src_key)
             self._check_match(src, if_match, src_bucket, src_key)
             if len(src.data) > MAX_COPY_SIZE:
@@ -401,13 +403,11 @@ class MemoryStore:
             return new.etag
 
     def delete_object(self, bucket: str, key: str) -> None:
-        with self._lock:
-            self._request("DeleteObject", bucket, key)
+        with self._op("DeleteObject", bucket, key):
             self._bucket(bucket).objects.pop(key, None)
 
     def delete_objects(self, bucket: str, keys: Sequence[str]) -> list[DeleteFailure]:
-        with self._lock:
-            self._request("DeleteObjects", bucket)
+        with self._op("DeleteObjects", bucket):
             if not keys or len(keys) > 1000:
                 raise _refusal("MalformedXML", bucket)
             objects = self._bucket(bucket).objects
@@ -424,8 +424,7 @@ class MemoryStore:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> str:
-        with self._lock:
-            self._request("CreateMultipartUpload", bucket, key)
+        with self._op("CreateMultipartUpload", bucket, key):
             found = self._bucket(bucket)
             self._check_key(bucket, key)
             upload_id = uuid.uuid4().hex
@@ -451,8 +450,7 @@ class MemoryStore:
     ) -> str:
         data = _read_body(body, length)
         etag = hashlib.md5(data).hexdigest()
-        with self._lock:
-            self._request("UploadPart", bucket, key)
+        with self._op("UploadPart", bucket, key):
             self._check_part_number(part_number, bucket, key)
             self._upload(bucket, key, upload_id).parts[part_number] = (etag, data)
             self.bytes_in += len(data)
@@ -471,8 +469,7 @@ class MemoryStore:
         *,
         if_match: str | None = None,
     ) -> str:
-        with self._lock:
-            self._request("UploadPartCopy", bucket, key)
+        with self._op("UploadPartCopy", bucket, key):
             self._check_part_number(part_number, bucket, key)
             upload = self._upload(bucket, key, upload_id)
             src = self._object(src_bucket, src_key)
@@ -487,8 +484,7 @@ class MemoryStore:
     def complete_multipart_upload(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart]
     ) -> str:
-        with self._lock:
-            self._request("CompleteMultipartUpload", bucket, key)
+        with self._op("CompleteMultipartUpload", bucket, key):
             upload = self._upload(bucket, key, upload_id)
             chosen = self._check_parts(upload, parts, bucket, key)
             data = b"".join(d for _, d in chosen)
@@ -518,14 +514,12 @@ class MemoryStore:
         return chosen
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        with self._lock:
-            self._request("AbortMultipartUpload", bucket, key)
+        with self._op("AbortMultipartUpload", bucket, key):
             self._upload(bucket, key, upload_id)
             del self._bucket(bucket).uploads[upload_id]
 
     def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
-        with self._lock:
-            self._request("ListMultipartUploads", bucket, prefix)
+        with self._op("ListMultipartUploads", bucket, prefix):
             uploads = self._bucket(bucket).uploads
             found = [
                 UploadInfo(u.key, upload_id, u.initiated)

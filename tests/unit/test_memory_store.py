@@ -37,7 +37,9 @@ def test_counts_operations_and_bytes(mem):
     assert mem.counts == {"PutObject": 1, "GetObject": 1, "HeadObject": 1,
                           "ListObjectsV2": 1, "CopyObject": 1, "DeleteObjects": 1}
     assert (mem.bytes_in, mem.bytes_out) == (5, 2)
-    assert mem.stats.snapshot()["PutObject"] == 1
+    snapshot = mem.stats.snapshot()
+    assert snapshot["requests"]["PutObject"] == 1
+    assert (snapshot["bytes_sent"], snapshot["bytes_received"]) == (5, 2)
     mem.reset_counts()
     assert not mem.counts and mem.bytes_in == mem.bytes_out == 0
 
@@ -46,6 +48,7 @@ def test_failed_requests_are_counted(mem):
     with pytest.raises(errors.NoSuchKey):
         mem.get_object("bkt", "missing")
     assert mem.counts["GetObject"] == 1
+    assert mem.stats.snapshot()["errors"] == 1
 
 
 def test_fail_next(mem):
