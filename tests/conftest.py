@@ -348,6 +348,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or exitstatus != 0:
         return
-    ran = sum(len(reporter.stats.get(k, [])) for k in ("passed", "failed", "xfailed"))
+    outcomes = ("passed", "failed", "error", "xfailed", "xpassed")
+    ran = sum(len(reporter.stats.get(k, [])) for k in outcomes)
     if ran == 0:
         session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
