@@ -343,27 +343,32 @@ class HttpStore:
                       attempt + 1)
 
     def _read(self, req: _Request, resp: requests.Response) -> bytes:
-        """The whole body; IncompleteBody if it is shorter or longer than announced."""
-        announced = resp.headers.get("Content-Length")
-        expected = int(announced) if announced and announced.isdigit() else None
-        if req.method == "HEAD" or resp.status_code in (204, 304):
-            resp.close()
-            return b""
+        """The whole body; IncompleteBody if it is shorter than announced.
+
+        The connection goes back to the pool only after a complete body; any failure
+        closes it (``resp.close()``) so a half-read answer never poisons the next one.
+        """
+        announced = resp.headers.get("Content-Length", "")
+        bodiless = req.method == "HEAD" or resp.status_code in (204, 304)
+        expected = int(announced) if announced.isdigit() and not bodiless else None
         try:
-            data = resp.raw.read(expected, decode_content=False) if expected else resp.raw.read()
+            if expected:
+                data = resp.raw.read(expected, decode_content=False)
+            else:
+                data = resp.raw.read(decode_content=False)
         except urllib3.exceptions.ProtocolError as exc:
             resp.close()
             raise errors.IncompleteBody(
                 f"{req.op}: the connection closed before the whole body arrived "
                 f"({_reason(exc)})", code="IncompleteBody", status=resp.status_code,
                 bucket=req.bucket, key=req.key) from exc
-        resp.raw.release_conn()
         data = data or b""
         if expected is not None and len(data) != expected:
             resp.close()
             raise errors.IncompleteBody(
                 f"{req.op}: got {len(data)} of {expected} bytes", code="IncompleteBody",
                 status=resp.status_code, bucket=req.bucket, key=req.key)
+        resp.raw.release_conn()
         return data
 
     def _transport_error(self, req: _Request, exc: BaseException) -> errors.StoreError:

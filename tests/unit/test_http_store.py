@@ -55,6 +55,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0
 
 
 class CannedServer(ThreadingHTTPServer):
@@ -91,7 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         server: CannedServer = self.server  # type: ignore[assignment]
-        answer = server.next_answer(Seen(self.command, self.path, dict(self.headers), body))
+        answer = server.next_answer(
+            Seen(self.command, self.path, dict(self.headers), body, self.client_address[1]))
         if answer.hang:
             server.stopping.wait(30)  # stops by itself at the latest after 30 s
             self.close_connection = True
@@ -392,6 +394,19 @@ def test_secrets_never_appear_in_errors_or_logs(server, store, caplog) -> None:
 
 
 # -- requests on the wire -------------------------------------------------------------
+
+
+def test_one_connection_is_kept_alive_across_requests(server, store) -> None:
+    server.script(Answer(200, headers={"ETag": '"e"', "Content-Length": "10"}),
+                  Answer(204), Answer(404), Answer(200, b"0123456789", {"ETag": '"e"'}),
+                  Answer(200, BUCKETS_XML))
+    store.head_object("bkt", "k")
+    store.delete_object("bkt", "k")
+    with pytest.raises(errors.NoSuchKey):
+        store.head_object("bkt", "k")
+    store.get_object("bkt", "k")
+    store.list_buckets()
+    assert len({s.client_port for s in server.seen}) == 1
 
 
 def test_put_object_sends_md5_sha256_type_and_metadata(server, store) -> None:
