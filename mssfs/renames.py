@@ -123,13 +123,8 @@ class Renamer:
         self.ns.changed(new, moved)
 
     def _copy(self, src_bucket: str, src_key: str, bucket: str, key: str, size: int) -> str:
-        if size <= SINGLE_COPY_LIMIT:
-            return self.store.copy_object(src_bucket, src_key, bucket, key)
-        info = self.store.head_object(src_bucket, src_key)
-        return self.fs.uploader.copy_large(
-            src_bucket, src_key, bucket, key, info.size,
-            metadata=dict(info.metadata), content_type=info.content_type,
-        )
+        # CopyObject up to 5 GiB, parallel UploadPartCopy beyond; the metadata is kept.
+        return self.fs.uploader.copy_large(src_bucket, src_key, bucket, key, size)
 
     def _follow(self, old: str, new: str) -> None:
         """Open handles at or under ``old`` now use the objects under ``new``."""
@@ -138,7 +133,8 @@ class Renamer:
             if open_file.path == new or open_file.path.startswith(new + "/"):
                 self._reopen(open_file)
         for handle in self.fs.handles.handles():
-            if handle.reader is not None and handle.path == new:
+            moved = handle.path == new or handle.path.startswith(new + "/")
+            if handle.reader is not None and moved:
                 handle.reader.close()
                 handle.reader = None  # re-created on the next read, on the new key
 

@@ -111,3 +111,11 @@ def test_prefix_mount_sees_only_its_subtree(make_env):
     assert [e.name for e in env.fs.readdir("/")] == ["in.txt"]
     env.write_file("/new", b"n")
     assert env.body("base/new") == b"n"
+
+
+def test_statfs_answers_large_fixed_numbers_without_requests(env):
+    info = env.fs.statfs("/")
+    assert info.block_size * info.blocks >= 2**50
+    assert info.blocks_free == info.blocks and info.files_free > 0
+    assert info.name_max == 255
+    assert requests(env) == 0

@@ -236,3 +236,32 @@ def test_a_failed_copy_deletes_nothing(env):
     env.store.clear_faults()
     assert keys(env, "d/") == [f"d/{i}" for i in range(5)]
     assert env.fs.readdir("/d")
+
+
+def test_readers_under_a_renamed_directory_keep_working(env):
+    env.put("d/f", b"inside")
+    fh = env.fs.open("/d/f", os.O_RDONLY)
+    env.fs.rename("/d", "/e")
+    assert env.fs.read("/e/f", fh, 0, 100) == b"inside"
+    env.fs.release("/e/f", fh)
+
+
+def test_rename_beyond_the_single_copy_limit_uses_part_copies(env, monkeypatch):
+    from mssfs import renames, uploader
+
+    monkeypatch.setattr(renames, "SINGLE_COPY_LIMIT", 1024 * 1024)
+    monkeypatch.setattr(uploader, "MAX_SINGLE_COPY", 1024 * 1024)
+    monkeypatch.setattr(uploader, "COPY_PART_SIZE", 5 * 1024 * 1024)
+    data = os.urandom(12 * 1024 * 1024)
+    env.put("big", data, metadata={"color": "red"}, content_type="video/mp4")
+    env.store.reset_counts()
+    env.fs.rename("/big", "/moved")
+    assert env.store.counts["UploadPartCopy"] >= 2
+    assert env.store.counts["CopyObject"] == 0
+    assert env.body("moved") == data
+    info = env.store.head_object(env.bucket, "moved")
+    assert info.metadata["color"] == "red" and info.content_type == "video/mp4"
+    assert keys(env) == ["moved"]
+    env.put("dir/huge", data)
+    env.fs.rename("/dir", "/dir2")  # outside the pool: copy_large waits for its parts
+    assert env.body("dir2/huge") == data
