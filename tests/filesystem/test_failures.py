@@ -15,7 +15,7 @@ def recovered(env) -> list[bytes]:
     return [p.read_bytes() for p in pathlib.Path(env.recovery_dir).iterdir()]
 
 
-@pytest.mark.allow_warnings()
+@pytest.mark.allow_warnings(r"bytes are kept in")
 @pytest.mark.parametrize("size", [100, 20 * 1024 * 1024])
 def test_every_upload_failing(env, size):
     env.put("doc.txt", b"the old version")
@@ -37,7 +37,7 @@ def test_every_upload_failing(env, size):
     assert env.store.list_multipart_uploads(env.bucket) == []
 
 
-@pytest.mark.allow_warnings()
+@pytest.mark.allow_warnings(r"bytes are kept in")
 def test_failed_upload_of_a_new_file_leaves_no_object(env):
     env.store.fail_next("PutObject", store_errors.ServiceUnavailable("down"))
     fh = env.fs.create("/new.txt", 0o644, os.O_WRONLY)

@@ -227,3 +227,41 @@ def test_fstat_of_an_unlinked_open_file(env):
         env.fs.getattr("/t")
     assert env.fs.getattr("/t", fh).size == 3
     env.fs.release("/t", fh)
+
+
+def test_concurrent_writers_and_readers(env):
+    import threading
+
+    errors = []
+
+    def own_file(i):
+        try:
+            data = bytes([i]) * (1000 + i)
+            env.write_file(f"/c{i}", data)
+            assert env.read_file(f"/c{i}") == data
+        except Exception as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    shared = env.fs.create("/shared", 0o644, os.O_RDWR)
+    handles = [env.fs.open("/shared", os.O_WRONLY) for _ in range(4)]
+
+    def shared_part(i):
+        try:
+            env.fs.write("/shared", handles[i], i * 100, bytes([65 + i]) * 100)
+            env.fs.flush("/shared", handles[i])
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=own_file, args=(i,)) for i in range(8)]
+    threads += [threading.Thread(target=shared_part, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    for fh in [*handles, shared]:
+        env.fs.release("/shared", fh)
+    assert env.body("shared") == b"A" * 100 + b"B" * 100 + b"C" * 100 + b"D" * 100
+    assert sorted(e.name for e in env.fs.readdir("/")) == sorted(
+        [f"c{i}" for i in range(8)] + ["shared"]
+    )
