@@ -41,7 +41,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -49,6 +49,7 @@ from typing import TypeVar
 from mssfs.store.base import Body, CompletedPart, ObjectStore
 
 __all__ = [
+    "CopyRange",
     "FileRange",
     "UploadConfig",
     "UploadStream",
@@ -135,6 +136,17 @@ class FileRange:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+@dataclass(frozen=True)
+class CopyRange:
+    """Bytes [start, end) of a stored object, as a part copied server-side."""
+
+    bucket: str
+    key: str
+    start: int
+    end: int
+    if_match: str | None = None
+
+
 PartBody = bytes | bytearray | memoryview | FileRange
 
 
@@ -195,17 +207,28 @@ class Uploader:
                 return self.put(bucket, key, data, length=size,
                                 content_type=content_type, metadata=metadata)
             part_size = plan_part_size(size, min_part=self.config.part_size)
-            stream = self.start_stream(bucket, key, content_type=content_type,
-                                       metadata=metadata)
-            try:
-                starts = range(0, size, part_size)
-                for number, start in enumerate(starts, 1):
-                    length = min(part_size, size - start)
-                    stream.add_part(FileRange(f.fileno(), start, length), part_number=number)
-                return stream.complete(expected_parts=len(starts))
-            except BaseException:
-                stream.abort()
-                raise
+            parts = [FileRange(f.fileno(), start, min(part_size, size - start))
+                     for start in range(0, size, part_size)]
+            return self.upload_parts(bucket, key, parts, content_type=content_type,
+                                     metadata=metadata)
+
+    def upload_parts(self, bucket: str, key: str, parts: Sequence[PartBody | CopyRange], *,
+                     content_type: str | None = None,
+                     metadata: Mapping[str, str] | None = None) -> str:
+        """One multipart upload of ``parts`` in order, in parallel: bytes, file ranges,
+        or ranges of another object (UploadPartCopy) mixed freely, which is how a small
+        change to a large object avoids downloading it. Aborted on any failure."""
+        stream = self.start_stream(bucket, key, content_type=content_type, metadata=metadata)
+        try:
+            for number, part in enumerate(parts, 1):
+                if isinstance(part, CopyRange):
+                    stream.add_copy(part, part_number=number)
+                else:
+                    stream.add_part(part, part_number=number)
+            return stream.complete(expected_parts=len(parts))
+        except BaseException:
+            stream.abort()
+            raise
 
     def copy_large(self, src_bucket: str, src_key: str, bucket: str, key: str, size: int,
                    *, metadata: Mapping[str, str] | None = None,
@@ -222,17 +245,10 @@ class Uploader:
             metadata, content_type = src.metadata, src.content_type
             if_match = if_match or src.etag
         part_size = max(COPY_PART_SIZE, plan_part_size(size, min_part=self.config.part_size))
-        stream = self.start_stream(bucket, key, content_type=content_type, metadata=metadata)
-        try:
-            starts = range(0, size, part_size)
-            for number, start in enumerate(starts, 1):
-                end = min(start + part_size, size)
-                stream.add_copy(src_bucket, src_key, start, end, part_number=number,
-                                if_match=if_match)
-            return stream.complete(expected_parts=len(starts))
-        except BaseException:
-            stream.abort()
-            raise
+        parts = [CopyRange(src_bucket, src_key, start, min(start + part_size, size), if_match)
+                 for start in range(0, size, part_size)]
+        return self.upload_parts(bucket, key, parts, content_type=content_type,
+                                 metadata=metadata)
 
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         """Run ``fn(*args)`` on the pool (parallel copies, fills).
@@ -327,12 +343,10 @@ class UploadStream:
         reserve numbers under their own lock and hand parts over outside it)."""
         return self._add(_length(body), self._send_part, body, part_number)
 
-    def add_copy(self, src_bucket: str, src_key: str, start: int, end: int, *,
-                 part_number: int | None = None, if_match: str | None = None) -> int:
-        """Queue an UploadPartCopy of bytes [start, end) of another object."""
+    def add_copy(self, src: CopyRange, *, part_number: int | None = None) -> int:
+        """Queue an UploadPartCopy of a range of another object."""
         # A copy moves no bytes through us: it takes no room in the byte budget.
-        return self._add(0, self._send_copy, (src_bucket, src_key, start, end, if_match),
-                         part_number)
+        return self._add(0, self._send_copy, src, part_number)
 
     def complete(self, *, expected_parts: int | None = None) -> str:
         """Wait for every part, then assemble them; returns the ETag. On any failure the
@@ -419,11 +433,11 @@ class UploadStream:
         return self._store.upload_part(self.bucket, self.key, upload_id, number, data,
                                        length=len(data))
 
-    def _send_copy(self, number: int, spec: object) -> str:
-        src_bucket, src_key, start, end, if_match = spec
+    def _send_copy(self, number: int, src: object) -> str:
+        assert isinstance(src, CopyRange)
         return self._store.upload_part_copy(self.bucket, self.key, self._upload_id.result(),
-                                            number, src_bucket, src_key, start, end,
-                                            if_match=if_match)
+                                            number, src.bucket, src.key, src.start, src.end,
+                                            if_match=src.if_match)
 
     def _wait(self) -> None:
         while True:

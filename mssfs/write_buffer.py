@@ -58,7 +58,15 @@ from dataclasses import dataclass
 from mssfs.errors import UploadFailed
 from mssfs.recovery import RecoveryFolder
 from mssfs.store.base import ObjectInfo, ObjectStore
-from mssfs.uploader import MAX_PARTS, FileRange, Uploader, UploadStream, stream_part_size
+from mssfs.uploader import (
+    MAX_PARTS,
+    CopyRange,
+    FileRange,
+    Uploader,
+    UploadStream,
+    plan_part_size,
+    stream_part_size,
+)
 
 __all__ = ["WriteBuffer"]
 
@@ -137,7 +145,8 @@ class WriteBuffer:
         fresh = base is None or truncate
         self._size = 0 if fresh else base.size
         self._base_limit = self._size
-        self._valid: Extents = []
+        self._valid: Extents = []  # base region held locally (fetched or written)
+        self._written: Extents = []  # base region written since the last commit
         if not fresh:
             os.ftruncate(self._fd, self._size)
         # A new object must be created even if nothing is written; a truncated one
@@ -185,8 +194,9 @@ class WriteBuffer:
                 view, pos = view[done:], pos + done
             end = offset + len(data)
             self._size = max(self._size, end)
-            self._valid = _add(self._valid, min(offset, self._base_limit),
-                               min(end, self._base_limit))
+            lo, hi = min(offset, self._base_limit), min(end, self._base_limit)
+            self._valid = _add(self._valid, lo, hi)
+            self._written = _add(self._written, lo, hi)
             self._data_dirty += len(data)
             handover = self._after_change(offset, end)
         self._hand_over(*handover)
@@ -202,6 +212,7 @@ class WriteBuffer:
             if length < self._base_limit:
                 self._base_limit = length
                 self._valid = _clip(self._valid, length)
+                self._written = _clip(self._written, length)
             lowest = min(length, self._size)
             self._size = length
             self._data_dirty += 1
@@ -258,9 +269,12 @@ class WriteBuffer:
                     self._committing = False
                     self._cond.notify_all()
         with self._cond:
+            # Bytes past the old base region exist only here; below it, whatever was
+            # fetched or written (a mixed upload copied the rest server-side).
+            self._valid = _add(self._valid, self._base_limit, info.size)
+            self._written = []
             self._base = info
             self._base_limit = info.size
-            self._valid = [(0, info.size)] if info.size else []
             self._data_dirty = 0
             self._meta_dirty = False
             self._committing = False
@@ -364,6 +378,10 @@ class WriteBuffer:
             etag = self._finish_stream(job)
         elif not job.data_changed and self._base is not None:
             etag = self._copy_self(job, self._base.etag)
+        elif (parts := self._mixed_parts(job)) is not None:
+            etag = self.uploader.upload_parts(self.bucket, self.key, parts,
+                                              content_type=job.content_type,
+                                              metadata=job.metadata)
         else:
             self._fill_all()
             if job.size <= self.uploader.config.single_put_threshold:
@@ -377,6 +395,29 @@ class WriteBuffer:
                                                  metadata=job.metadata, size=job.size)
         return ObjectInfo(self.key, job.size, etag, time.time(), job.content_type,
                           job.metadata)
+
+    def _mixed_parts(self, job: _Commit) -> list[FileRange | CopyRange] | None:
+        """Parts for a change to a large object: every part untouched since the base
+        is copied server-side, the others are filled locally and uploaded. None when
+        no part can be copied (then the staged file is uploaded whole)."""
+        if self._base is None or job.size <= self.uploader.config.single_put_threshold:
+            return None
+        part_size = plan_part_size(job.size, min_part=self._part_size)
+        with self._cond:
+            written, limit = list(self._written), self._base_limit
+        parts: list[FileRange | CopyRange] = []
+        fills = []
+        for start in range(0, job.size, part_size):
+            end = min(start + part_size, job.size)
+            if end <= limit and _gaps(written, start, end) == [(start, end)]:
+                parts.append(CopyRange(self.bucket, self.key, start, end, self._base.etag))
+            else:
+                parts.append(FileRange(self._fd, start, end - start))
+                fills.append((start, min(end, limit)))
+        if len(fills) == len(parts):
+            return None
+        self._fill_all(fills)
+        return parts
 
     def _finish_stream(self, job: _Commit) -> str:
         stream, pos, number = job.stream, job.sent_end, job.next_part
@@ -404,11 +445,16 @@ class WriteBuffer:
     def _failed(self, exc: Exception) -> UploadFailed:
         """Keep the bytes (the lock is free; writers wait for ``_committing``)."""
         what = f"upload of s3://{self.bucket}/{self.key} failed: {exc}"
+        try:
+            self._fill_all()  # a whole copy, if the store still answers GETs
+        except Exception:
+            pass
         with self._cond:
             missing = sum(b - a for a, b in _gaps(self._valid, 0, self._base_limit))
         if missing:
-            log.error("s3://%s/%s: %d bytes of the original object could not be read; "
-                      "they are zeros in the recovered copy", self.bucket, self.key, missing)
+            log.error("s3://%s/%s: %d unchanged bytes of the stored object could not be "
+                      "read; they are zeros in the recovered copy", self.bucket, self.key,
+                      missing)
         try:
             path = self.recovery.save(self.bucket, self.key, self._fd)
         except OSError:
@@ -419,15 +465,25 @@ class WriteBuffer:
                             recovery_path=path)
 
     # -- internals: base object -------------------------------------------------
-    def _fill_all(self) -> None:
-        """Fetch every base range still missing, in parallel on the uploader's pool."""
+    def _fill_all(self, ranges: Extents | None = None) -> None:
+        """Fetch the base bytes still missing in ``ranges`` (default: all of them), in
+        parallel on the uploader's pool."""
         with self._cond:
-            gaps = _gaps(self._valid, 0, self._base_limit)
+            wanted = [(0, self._base_limit)] if ranges is None else ranges
+            gaps = [g for a, b in wanted for g in _gaps(self._valid, a, min(b, self._base_limit))]
             etag = self._base.etag if self._base else ""
-        chunks = [(a, min(a + self._part_size, b)) for s, b in gaps
+        # Gaps split by a small write are fetched by one GET (written bytes are kept).
+        merged: Extents = []
+        for a, b in gaps:
+            if merged and a - merged[-1][1] < FETCH_BLOCK:
+                merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        chunks = [(a, min(a + self._part_size, b)) for s, b in merged
                   for a in range(s, b, self._part_size)]
-        if len(chunks) == 1:
-            self._fetch(*chunks[0], etag)
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                self._fetch(*chunk, etag)
             return
         futures = [self.uploader.submit(self._fetch, a, b, etag) for a, b in chunks]
         for future in futures:

@@ -141,7 +141,8 @@ def test_a_failed_fill_keeps_what_it_has_and_says_what_is_missing(memory, setup,
     make, recovery = setup
     buf = make(truncate=False)
     buf.write(len(OLD), b"+appended")
-    memory.fail_next("GetObject", errors.ServiceUnavailable("down"))
+    # The fill for the upload fails, and so does the second try made for the recovery copy.
+    memory.fail_next("GetObject", errors.ServiceUnavailable("down"), times=2)
     with pytest.raises(UploadFailed):
         buf.commit()
     assert any("could not be read" in r.getMessage() for r in caplog.records)
@@ -149,6 +150,20 @@ def test_a_failed_fill_keeps_what_it_has_and_says_what_is_missing(memory, setup,
     with open(kept.path, "rb") as f:
         assert f.read() == b"\0" * len(OLD) + b"+appended"
     assert memory.get_object(BUCKET, KEY).data == OLD
+
+
+def test_a_recovered_copy_of_a_mixed_upload_holds_the_whole_file(memory, setup, caplog):
+    make, recovery = setup
+    old = os.urandom(16 * MiB)
+    memory.put_object(BUCKET, KEY, old)
+    buf = make(truncate=False)
+    buf.write(len(old), b"tail")  # copies parts 1-3 server-side, uploads part 4
+    memory.fail_next("CompleteMultipartUpload", errors.ServiceUnavailable("down"))
+    with pytest.raises(UploadFailed) as raised:
+        buf.commit()
+    assert memory.counts["UploadPartCopy"] == 3
+    # The copied parts were never downloaded for the upload: the recovery copy fetched them.
+    assert_kept(memory, recovery, raised.value, old + b"tail", caplog, old=old)
 
 
 def test_commit_after_a_failure_uploads_everything(memory, setup):

@@ -315,6 +315,27 @@ def test_append_to_an_existing_object(memory, env):
     assert memory.counts["GetObject"] == 2  # one fill, one for the assertion
 
 
+def test_small_change_to_a_large_object_copies_the_untouched_parts(memory, env):
+    data = bytearray(os.urandom(23 * MiB))
+    memory.put_object(BUCKET, "k", bytes(data))
+    buf = env.buffer(memory)
+    memory.reset_counts()
+    buf.write(7 * MiB, b"mid")  # in part 2 of [0,5) [5,10) [10,15) [15,20) [20,23)
+    buf.write(len(data), b"appended")  # in part 5
+    data[7 * MiB:7 * MiB + 3] = b"mid"
+    data += b"appended"
+    buf.commit()
+    assert memory.counts["UploadPartCopy"] == 3 and memory.counts["UploadPart"] == 2
+    assert memory.counts["GetObject"] == 2  # only the two changed parts were fetched
+    assert content(memory) == data
+    # The copied ranges were never downloaded, yet the buffer still reads them right.
+    assert buf.read(12 * MiB, 10) == bytes(data[12 * MiB:12 * MiB + 10])
+    buf.write(0, b"again")
+    data[0:5] = b"again"
+    buf.commit()
+    assert content(memory) == data
+
+
 def test_truncate_shrink_and_grow(memory, env):
     memory.put_object(BUCKET, "k", b"0123456789")
     buf = env.buffer(memory)
