@@ -279,7 +279,8 @@ class HttpStore:
         if session is None:
             session = requests.Session()
             size = self.config.pool_size
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+            # pool_connections: host pools kept (one per bucket with virtual-hosted addressing).
+            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.verify = self.config.verify_tls

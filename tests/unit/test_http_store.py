@@ -476,3 +476,25 @@ def test_presign_v2_and_anonymous(server, sleeps) -> None:
     assert "Authorization" not in server.seen[0].headers
     st.close()
     anon.close()
+
+
+def test_one_session_per_thread_with_the_configured_tls_and_pool(server, sleeps) -> None:
+    st = make_store(server.endpoint, sleeps, verify_tls="/etc/ssl/certs/ca-bundle.pem",
+                    pool_size=7)
+    sessions = []
+    worker = threading.Thread(target=lambda: sessions.append(st._session()))
+    worker.start()
+    worker.join(timeout=10)
+    mine = st._session()
+    assert mine is st._session()
+    assert sessions[0] is not mine
+    for session in (mine, sessions[0]):
+        assert session.verify == "/etc/ssl/certs/ca-bundle.pem"
+        adapter = session.get_adapter("https://example.com")
+        assert adapter._pool_maxsize == 7
+        assert adapter.max_retries.total == 0
+    closed = []
+    mine.close = lambda: closed.append("mine")  # type: ignore[method-assign]
+    sessions[0].close = lambda: closed.append("worker")  # type: ignore[method-assign]
+    st.close()
+    assert sorted(closed) == ["mine", "worker"]
