@@ -163,6 +163,8 @@ class WriteBuffer:
         self._handoffs = 0
         self._committing = False
         self._closed = False
+        self._changes = 0  # counts every change, to tell if a kept copy is current
+        self._kept: tuple[int, str] | None = None  # (changes, path) of the last copy
 
     # -- properties -------------------------------------------------------------
     @property
@@ -198,6 +200,7 @@ class WriteBuffer:
             self._valid = _add(self._valid, lo, hi)
             self._written = _add(self._written, lo, hi)
             self._data_dirty += len(data)
+            self._changes += 1
             handover = self._after_change(offset, end)
         self._hand_over(*handover)
         return len(data)
@@ -216,6 +219,7 @@ class WriteBuffer:
             lowest = min(length, self._size)
             self._size = length
             self._data_dirty += 1
+            self._changes += 1
             handover = self._after_change(lowest, 0)
         self._hand_over(*handover)
 
@@ -227,6 +231,7 @@ class WriteBuffer:
             if content_type is not None:
                 self._content_type = content_type
             self._meta_dirty = True
+            self._changes += 1
 
     # -- reads ------------------------------------------------------------------
     def read(self, offset: int, size: int) -> bytes:
@@ -291,16 +296,15 @@ class WriteBuffer:
                 return
             self._closed = True
             stream, self._stream = self._stream, None
-            unsaved = self._data_dirty
+            unsaved = self._data_dirty and keep_dirty
         if stream is not None:
             stream.abort()
         try:
-            if unsaved and keep_dirty:
-                try:
-                    self.recovery.save(self.bucket, self.key, self._fd)
-                except OSError:
-                    log.exception("could not keep the unsaved bytes of s3://%s/%s",
-                                  self.bucket, self.key)
+            if unsaved:
+                self._keep()
+        except OSError:
+            log.exception("could not keep the unsaved bytes of s3://%s/%s",
+                          self.bucket, self.key)
         finally:
             os.close(self._fd)
             os.unlink(self._path)
@@ -446,6 +450,22 @@ class WriteBuffer:
         """Keep the bytes (the lock is free; writers wait for ``_committing``)."""
         what = f"upload of s3://{self.bucket}/{self.key} failed: {exc}"
         try:
+            path = self._keep()
+        except OSError:
+            log.exception("%s; the bytes could not be copied to the recovery folder and "
+                          "stay in %s while the file is open", what, self._path)
+            return UploadFailed(what, path=self.key)
+        return UploadFailed(f"{what}; bytes kept in {path}", path=self.key,
+                            recovery_path=path)
+
+    def _keep(self) -> str:
+        """Copy the file to the recovery folder, once per version of its content."""
+        with self._cond:
+            changes, kept = self._changes, self._kept
+        if kept is not None and kept[0] == changes:
+            log.error("s3://%s/%s is still kept in %s", self.bucket, self.key, kept[1])
+            return kept[1]
+        try:
             self._fill_all()  # a whole copy, if the store still answers GETs
         except Exception:
             pass
@@ -455,14 +475,10 @@ class WriteBuffer:
             log.error("s3://%s/%s: %d unchanged bytes of the stored object could not be "
                       "read; they are zeros in the recovered copy", self.bucket, self.key,
                       missing)
-        try:
-            path = self.recovery.save(self.bucket, self.key, self._fd)
-        except OSError:
-            log.exception("%s; the bytes could not be copied to the recovery folder and "
-                          "stay in %s while the file is open", what, self._path)
-            return UploadFailed(what, path=self.key)
-        return UploadFailed(f"{what}; bytes kept in {path}", path=self.key,
-                            recovery_path=path)
+        path = self.recovery.save(self.bucket, self.key, self._fd)
+        with self._cond:
+            self._kept = (changes, path)
+        return path
 
     # -- internals: base object -------------------------------------------------
     def _fill_all(self, ranges: Extents | None = None) -> None:
@@ -486,8 +502,13 @@ class WriteBuffer:
                 self._fetch(*chunk, etag)
             return
         futures = [self.uploader.submit(self._fetch, a, b, etag) for a, b in chunks]
-        for future in futures:
-            future.result()
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:  # a dead store: fail once, not once per chunk
+                future.cancel()
+            raise
 
     def _fetch(self, start: int, end: int, etag: str) -> None:
         """GET base bytes [start, end) and store those still missing (a write may
