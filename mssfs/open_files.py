@@ -52,7 +52,6 @@ class OpenFiles:
     def guess_type(path: str) -> str | None:
         return mimetypes.guess_type(paths.split(path)[1])[0]
 
-
     def live_attrs(self, open_file: OpenFile) -> Attributes:
         # An open file's size is the buffer's, ahead of the store.
         attrs = open_file.attrs
@@ -66,12 +65,15 @@ class OpenFiles:
 
 
     def open_existing(self, path: str, intent: OpenIntent) -> OpenFile:
-        if self.fs.ns.stat(path).is_dir:
+        cached = self.fs.ns.cache.get_stat(path)
+        if cached is not None and cached.is_dir:
             raise IsADirectory(path=path)
         try:
-            info = self.fs.ns.head(path)
+            info = self.fs.ns.head(path)  # one HEAD: the rewrite keeps its metadata
         except store_errors.NotFound:
             self.fs.ns.changed(path)
+            if self.fs.ns.stat(path).is_dir:  # NotFound when it is not a directory
+                raise IsADirectory(path=path)
             raise NotFound(path=path)
         attrs = self.fs.ns.object_attrs(info)
         if attrs.is_symlink:
@@ -84,7 +86,6 @@ class OpenFiles:
             path, info, truncate=intent.truncate, metadata=metadata, content_type=content_type
         )
         return OpenFile(path, buffer, metadata=metadata, content_type=content_type, attrs=attrs)
-
 
     def new_file(self, path: str, attrs: Attributes) -> OpenFile:
         metadata = posix_meta.to_metadata(attrs.mode, attrs.uid, attrs.gid, attrs.mtime)
