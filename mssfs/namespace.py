@@ -165,6 +165,14 @@ class Namespace:
         with self._lock:
             self._versions[(info.key, info.etag, info.size)] = (attrs, self._clock())
 
+    def known_exactly(self, path: str, attrs: Attributes) -> bool:
+        """Are ``attrs`` what the object's metadata says (learned from a HEAD or a write
+        of this version), rather than a listing's defaults?"""
+        if attrs.etag is None:
+            return False
+        key = self.root.resolve(path)[1]
+        return self._remembered(ObjectInfo(key, attrs.size, attrs.etag, 0.0)) == attrs
+
     def _remembered(self, info: ObjectInfo, max_age: float | None = None) -> Attributes | None:
         with self._lock:
             found = self._versions.get((info.key, info.etag, info.size))

@@ -84,11 +84,16 @@ class MetadataOps:
         self._apply(path, _posix(uid=uid, gid=gid))
 
     def utimens(self, path: str, atime: float | None, mtime: float | None) -> None:
-        if mtime is not None:
-            self._apply(path, _posix(mtime=mtime))
-        else:
-            self.fs.check_writable(path)
-            self.fs.getattr(path)
+        self.fs.check_writable(path)
+        attrs = self.fs.getattr(path)
+        if mtime is None:
+            return  # atime is not stored
+        # mtime is stored in whole seconds: ``touch`` right after a write (touch, cp -p,
+        # tar, rsync) would rewrite the object to store the same value. Skip that copy
+        # when the attributes are known exactly (not a listing's Last-Modified).
+        if int(mtime) == int(attrs.mtime) and self.ns.known_exactly(path, attrs):
+            return
+        self._apply(path, _posix(mtime=mtime))
 
     # -- the one way metadata changes -------------------------------------------
     def _apply(self, path: str, mutate: Mutation) -> None:

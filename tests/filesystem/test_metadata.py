@@ -200,3 +200,20 @@ def test_xattr_of_a_dirty_open_file(env):
     assert env.fs.getxattr("/f", "user.k") == b"v"
     env.fs.release("/f", fh)
     assert meta(env, "f")["k"] == "v"
+
+
+def test_touch_right_after_a_write_costs_no_copy(env):
+    env.write_file("/new", b"x")
+    env.store.reset_counts()
+    env.fs.utimens("/new", env.clock(), env.clock())  # what touch does after close
+    assert sum(env.store.counts.values()) == 0
+    env.fs.utimens("/new", None, env.clock() + 10)
+    assert env.store.counts["CopyObject"] == 1
+    assert int(meta(env, "new")["mtime"]) == int(env.clock() + 10)
+
+
+def test_touch_of_a_listed_file_is_stored(env):
+    env.put("old", b"x", metadata={"mtime": "1000"})
+    env.fs.readdir("/")  # the listing shows Last-Modified, not the stored mtime
+    env.fs.utimens("/old", None, env.fs.getattr("/old").mtime)
+    assert int(meta(env, "old")["mtime"]) == int(env.clock())
