@@ -31,7 +31,8 @@ Commit: upload now; on failure abort the upload, copy the staged bytes to the re
 folder (one ERROR line names both) and raise ``UploadFailed``. An unchanged buffer
 commits nothing. A metadata-only change on an existing object is a self-copy. A
 metadata change during a stream (``cp -p`` sets times before ``close``) is applied
-after completion by a self-copy, since the multipart upload's metadata is fixed.
+after completion by a self-copy, since the multipart upload's metadata is fixed; a
+change marked ``required=False`` (an mtime stamped at close) is dropped instead.
 
 Locking: one ``threading.Condition`` (``_cond``) guards every field. It is never held
 across a network call; local disk I/O (pwrite/pread/ftruncate) happens under it, which
@@ -125,6 +126,7 @@ class _Commit:
     content_type: str | None
     stream: UploadStream | None
     stream_meta: tuple[str | None, dict[str, str]] | None
+    meta_required: bool  # a required metadata change since the stream began
     sent_end: int
     next_part: int
 
@@ -153,6 +155,7 @@ class WriteBuffer:
         # must be emptied: both count as a change.
         self._data_dirty = int(base is None or (truncate and base.size > 0))
         self._meta_dirty = False
+        self._meta_required = False  # see set_metadata(required=...)
         self._metadata = dict(metadata)
         self._content_type = content_type
         self._streamable = fresh
@@ -223,14 +226,23 @@ class WriteBuffer:
             handover = self._after_change(lowest, 0)
         self._hand_over(*handover)
 
-    def set_metadata(self, metadata: Mapping[str, str], content_type: str | None = None) -> None:
-        """Replace the user metadata (and the content type, if given) of the next upload."""
+    def set_metadata(self, metadata: Mapping[str, str], content_type: str | None = None,
+                     *, required: bool = True) -> None:
+        """Replace the user metadata (and the content type, if given) of the next upload.
+
+        ``required=False`` is for a value that should go up only if it costs nothing,
+        such as an mtime stamped at close: it does not make the buffer dirty, and a
+        streamed upload (whose metadata was fixed when it began) keeps its metadata
+        instead of paying a self-copy. ``commit`` returns the metadata actually stored.
+        A required change (chmod, utimens, setxattr while open) is always applied."""
         with self._cond:
             self._wait_idle()
             self._metadata = dict(metadata)
             if content_type is not None:
                 self._content_type = content_type
-            self._meta_dirty = True
+            if required:
+                self._meta_dirty = True
+                self._meta_required = True
             self._changes += 1
 
     # -- reads ------------------------------------------------------------------
@@ -282,6 +294,7 @@ class WriteBuffer:
             self._base_limit = info.size
             self._data_dirty = 0
             self._meta_dirty = False
+            self._meta_required = False
             self._committing = False
             self._cond.notify_all()
         return info
@@ -333,6 +346,7 @@ class WriteBuffer:
             return None, None, []
         if self._stream is None:
             self._stream_meta = (self._content_type, dict(self._metadata))
+            self._meta_required = False
             self._stream = self.uploader.start_stream(
                 self.bucket, self.key, content_type=self._content_type,
                 metadata=self._metadata)
@@ -373,13 +387,15 @@ class WriteBuffer:
         self._committing = True
         job = _Commit(self._size, bool(self._data_dirty), dict(self._metadata),
                       self._content_type, self._stream, self._stream_meta,
+                      self._meta_required,
                       self._sent_end, self._next_part)
         self._break_stream()
         return job
 
     def _upload(self, job: _Commit) -> ObjectInfo:
+        content_type, metadata = job.content_type, job.metadata
         if job.stream is not None:
-            etag = self._finish_stream(job)
+            etag, (content_type, metadata) = self._finish_stream(job)
         elif not job.data_changed and self._base is not None:
             etag = self._copy_self(job, self._base.etag)
         elif (parts := self._mixed_parts(job)) is not None:
@@ -397,8 +413,7 @@ class WriteBuffer:
                 etag = self.uploader.upload_file(self.bucket, self.key, self._path,
                                                  content_type=job.content_type,
                                                  metadata=job.metadata, size=job.size)
-        return ObjectInfo(self.key, job.size, etag, time.time(), job.content_type,
-                          job.metadata)
+        return ObjectInfo(self.key, job.size, etag, time.time(), content_type, metadata)
 
     def _mixed_parts(self, job: _Commit) -> list[FileRange | CopyRange] | None:
         """Parts for a change to a large object: every part untouched since the base
@@ -423,7 +438,9 @@ class WriteBuffer:
         self._fill_all(fills)
         return parts
 
-    def _finish_stream(self, job: _Commit) -> str:
+    def _finish_stream(self, job: _Commit) -> tuple[str, tuple[str | None, dict[str, str]]]:
+        """Send the tail and complete; apply a required metadata change by a
+        self-copy. Returns the ETag and the (content type, metadata) stored."""
         stream, pos, number = job.stream, job.sent_end, job.next_part
         assert stream is not None
         try:
@@ -436,9 +453,10 @@ class WriteBuffer:
             stream.abort()
             raise
         etag = stream.complete(expected_parts=number - 1)
-        if job.stream_meta != (job.content_type, job.metadata):
-            etag = self._copy_self(job, etag)
-        return etag
+        wanted = (job.content_type, job.metadata)
+        if job.stream_meta is None or not job.meta_required or job.stream_meta == wanted:
+            return etag, job.stream_meta or wanted
+        return self._copy_self(job, etag), wanted
 
     def _copy_self(self, job: _Commit, etag: str) -> str:
         """Apply new metadata to the stored object with a server-side self-copy."""

@@ -291,6 +291,24 @@ def test_metadata_set_during_a_stream_is_applied(memory, env):
     assert content(memory) == data
 
 
+def test_a_soft_metadata_change_does_not_cost_a_copy(memory, env):
+    data = os.urandom(11 * MiB)
+    buf = env.buffer(memory, metadata={"mtime": "1"})
+    buf.write(0, data)
+    buf.set_metadata({"mtime": "2"}, required=False)  # an mtime stamped at close
+    info = buf.commit()
+    assert memory.counts["CopyObject"] == 0
+    assert memory.head_object(BUCKET, "k").metadata == {"mtime": "1"} == info.metadata
+    small = env.buffer(memory, "small", metadata={"mtime": "1"})
+    small.write(0, b"x")
+    small.set_metadata({"mtime": "2"}, required=False)  # free here: it rides on the PUT
+    assert small.commit().metadata == {"mtime": "2"}
+    assert memory.head_object(BUCKET, "small").metadata == {"mtime": "2"}
+    assert not small.dirty
+    small.set_metadata({"mtime": "3"}, required=False)
+    assert not small.dirty  # alone, a soft change uploads nothing
+
+
 # -- staged: existing objects -------------------------------------------------------------
 
 
