@@ -331,9 +331,10 @@ def _cmd_start(args: argparse.Namespace) -> int:
     if args.pidfile:
         # Detached: the server's own pid. Foreground: ours (SIGTERM stops both cleanly).
         Path(args.pidfile).write_text(f"{server.pid if args.detach else os.getpid()}\n")
-    print(f"SeaweedFS S3 at {server.endpoint} (pid {server.pid}, log {server.log_path})")
+    print(f"SeaweedFS S3 at {server.endpoint} (pid {server.pid}, log {server.log_path})",
+          flush=True)
     if args.env_file:
-        print(f"endpoint and keys: {args.env_file}")
+        print(f"endpoint and keys: {args.env_file}", flush=True)
     if args.detach:
         return 0
     try:
