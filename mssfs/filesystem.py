@@ -109,8 +109,9 @@ class Filesystem:
     def getattr(self, path: str, fh: int | None = None) -> Attributes:
         path = paths.normalize(path)
         open_file = self.handles.open_file(path)
-        if open_file is None and fh is not None:  # fstat of an unlinked file still works
-            open_file = self.handles.get(fh).open_file
+        if open_file is None and fh:  # fstat of an unlinked file still works
+            handle = self.handles.find(fh)
+            open_file = handle.open_file if handle is not None else None
         if open_file is not None:
             return self.files.live_attrs(open_file)
         return self.ns.stat(path)

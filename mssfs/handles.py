@@ -96,9 +96,12 @@ class HandleTable:
             self._handles[handle.fh] = handle
             return handle
 
-    def get(self, fh: int) -> Handle:
+    def find(self, fh: int) -> Handle | None:
         with self._lock:
-            handle = self._handles.get(fh)
+            return self._handles.get(fh)
+
+    def get(self, fh: int) -> Handle:
+        handle = self.find(fh)
         if handle is None:
             raise BadFileHandle(f"no open file handle {fh}")
         return handle

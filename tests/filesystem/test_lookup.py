@@ -119,3 +119,9 @@ def test_statfs_answers_large_fixed_numbers_without_requests(env):
     assert info.blocks_free == info.blocks and info.files_free > 0
     assert info.name_max == 255
     assert requests(env) == 0
+
+
+def test_getattr_with_an_unknown_handle_number_uses_the_path(env):
+    env.put("f", b"abc")
+    assert env.fs.getattr("/f", 0).size == 3
+    assert env.fs.getattr("/f", 9999).size == 3
