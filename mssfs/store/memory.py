@@ -283,7 +283,9 @@ class MemoryStore:
             marker = base64.urlsafe_b64decode(continuation_token.encode())
         after = _sort_key(start_after) if start_after else b""
         entries: list[tuple[str, _Object | None]] = []  # (key, obj) or (prefix, None)
-        limit = max(0, min(max_keys, 1000))
+        limit = min(max_keys, 1000)
+        if limit <= 0:
+            return self._page([], None)
         for key in sorted((k for k in objects if k.startswith(prefix)), key=_sort_key):
             raw = _sort_key(key)
             if raw <= after or raw <= marker:
