@@ -25,10 +25,12 @@ whole into memory. GET bodies are read with one ``read(n)`` of the expected size
 costs a single copy out of the socket buffer.
 
 Threads and locks. ``requests.Session`` is not promised to be thread-safe, so each
-thread gets its own (``threading.local``); ``_sessions_lock`` guards only the list of
-sessions, for ``close()``. ``Stats`` has its own lock, held for counter updates only.
-No lock is held across a network call. The ListObjects V1 fall-back flag is a plain
-attribute: a racing thread at worst makes one more V2 attempt.
+thread gets its own (``threading.local``); ``_sessions_lock`` guards only the set of
+live sessions, for ``close()``. A session is closed when its thread's ``Thread`` object
+goes away (``weakref.finalize``), so short-lived pools (``transfer``) leave no sockets.
+``Stats`` has its own lock, held for counter updates only. No lock is held across a
+network call. The ListObjects V1 fall-back flag is a plain attribute: a racing thread
+at worst makes one more V2 attempt.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -259,7 +262,7 @@ class HttpStore:
         self._host = host if parts.port in (None, default_port) else f"{host}:{parts.port}"
         self._endpoint = f"{self._scheme}://{self._host}"
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         self._sessions_lock = threading.Lock()
         self._list_v1 = config.list_version == 1
 
@@ -269,7 +272,8 @@ class HttpStore:
     def close(self) -> None:
         """Close every session this store made (on any thread)."""
         with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
+            sessions = list(self._sessions)
+            self._sessions.clear()
         for session in sessions:
             session.close()
 
@@ -287,7 +291,9 @@ class HttpStore:
             session.trust_env = False  # no proxy or netrc from the environment
             self._local.session = session
             with self._sessions_lock:
-                self._sessions.append(session)
+                self._sessions.add(session)
+            # The thread's end drops our thread-local reference; close its sockets then.
+            weakref.finalize(threading.current_thread(), session.close)
         return session
 
     def _address(self, bucket: str, key: str) -> tuple[str, str, str]:

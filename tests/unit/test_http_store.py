@@ -10,6 +10,7 @@ contract suite's job (tests/contract).
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import io
 import logging
@@ -498,3 +499,20 @@ def test_one_session_per_thread_with_the_configured_tls_and_pool(server, sleeps)
     sessions[0].close = lambda: closed.append("worker")  # type: ignore[method-assign]
     st.close()
     assert sorted(closed) == ["mine", "worker"]
+
+
+def test_the_session_of_a_finished_thread_is_closed_and_forgotten(server, store) -> None:
+    server.script(Answer(200, BUCKETS_XML))
+    made = []
+    worker = threading.Thread(target=lambda: (store.list_buckets(), made.append(store._session())))
+    worker.start()
+    worker.join(timeout=10)
+    session = made.pop()
+    pools = session.get_adapter("http://127.0.0.1").poolmanager.pools
+    assert len(pools) == 1
+    del worker
+    gc.collect()
+    assert len(pools) == 0  # Session.close() cleared the connection pools
+    del session
+    gc.collect()
+    assert len(store._sessions) == 0
