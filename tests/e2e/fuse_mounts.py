@@ -110,21 +110,27 @@ class Mounter:
 
 
 def force_unmount(mount: Mount) -> None:
-    for flags in (["-u"], ["-uz"]):
-        if not is_mounted(mount.path):
-            break
-        subprocess.run(["fusermount3", *flags, str(mount.path)], capture_output=True,
+    """Unmount whatever the state: ``-u`` (retried while busy), ``-uz``, then kill by pid."""
+    deadline = time.monotonic() + 5
+    while is_mounted(mount.path) and time.monotonic() < deadline:
+        done = subprocess.run(["fusermount3", "-u", str(mount.path)], capture_output=True,
+                              timeout=60, check=False)
+        if done.returncode != 0:
+            time.sleep(0.2)
+    if is_mounted(mount.path):
+        subprocess.run(["fusermount3", "-uz", str(mount.path)], capture_output=True,
                        timeout=60, check=False)
-        with contextlib.suppress(AssertionError):
-            poll(lambda: not is_mounted(mount.path), timeout=10)
     if mount.pid is not None and pid_alive(mount.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(mount.pid, signal.SIGTERM)
+        # After an unmount the process finishes its uploads and exits by itself.
         with contextlib.suppress(AssertionError):
-            poll(lambda: not pid_alive(mount.pid), timeout=30)
-        if pid_alive(mount.pid):
+            poll(lambda: not pid_alive(mount.pid), timeout=60)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if not pid_alive(mount.pid):
+                break
             with contextlib.suppress(ProcessLookupError):
-                os.kill(mount.pid, signal.SIGKILL)
+                os.kill(mount.pid, signum)
+            with contextlib.suppress(AssertionError):
+                poll(lambda: not pid_alive(mount.pid), timeout=30)
 
 
 def tail(path: Path, lines: int = 30) -> str:

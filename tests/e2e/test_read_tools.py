@@ -123,3 +123,11 @@ def test_account_mode_lists_and_makes_buckets(mounter, s3, loaded):
         os.rmdir(mount / loaded)  # not empty
     assert caught.value.errno == 39  # ENOTEMPTY
     mounter.umount(mount)
+
+
+def test_uid_gid_umask_options_apply_to_objects_without_metadata(mounter, loaded):
+    mount = mounter.mount(loaded, options="uid=1234,gid=5678,umask=027")
+    info = os.stat(mount / "hello.txt")
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (1234, 5678, 0o640)
+    assert os.stat(mount / "docs").st_mode & 0o777 == 0o750
+    mounter.umount(mount)

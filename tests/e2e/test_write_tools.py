@@ -166,7 +166,9 @@ def test_git_init_add_commit_log(work):
     (work / "README").write_text("hello\n")
 
     def git(*args):
-        done = subprocess.run(["git", *args], cwd=work, env=env, capture_output=True,
+        # No background gc/maintenance: a detached git would keep the mount busy.
+        done = subprocess.run(["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", *args],
+                              cwd=work, env=env, capture_output=True,
                               timeout=120, check=False)
         assert done.returncode == 0, done.stderr.decode(errors="replace")
         return done.stdout.decode()
@@ -262,3 +264,25 @@ def test_umount_waits_for_pending_uploads(mounter, bucket, s3, tmp_path):
        str(tmp_path / "src"), str(mount / "pending.bin"))
     mounter.umount(mount)
     poll(lambda: stored(s3, bucket, "pending.bin") == data, timeout=5)
+
+
+def test_chmod_and_utime_after_close_before_release(mnt, work, s3, bucket):
+    """What rsync does: close, then chmod and utime, while the kernel may not yet have
+    sent RELEASE (it is asynchronous). A dup'd descriptor holds the handle open, which
+    makes that window deterministic: the first close flushes (uploads), the attribute
+    changes arrive, and only the last close releases the handle."""
+    path = work / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    held = os.dup(fd)
+    try:
+        os.write(fd, b"data")
+        os.close(fd)
+        os.chmod(path, 0o600)
+        os.utime(path, (1_500_000_000, 1_500_000_000))
+    finally:
+        os.close(held)
+    info = poll(lambda: s3.head_object(bucket, key_of(mnt, path)), timeout=5)
+    assert (info.metadata.get("mode"), info.metadata.get("mtime", "").split(".")[0]) == (
+        str(0o100600), "1500000000")
+    stat = os.stat(path)
+    assert (stat.st_mode & 0o777, int(stat.st_mtime)) == (0o600, 1_500_000_000)
