@@ -57,6 +57,8 @@ from pathlib import Path
 from types import TracebackType
 
 PR_SET_PDEATHSIG = 1
+# Loopback servers are reached directly, whatever http_proxy the environment names.
+direct_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _METRIC_RE = re.compile(r"^SeaweedFS_s3_request_total\{([^}]*)\}\s+([0-9.e+]+)$")
 _LABEL_RE = re.compile(r'(\w+)="([^"]*)"')
 # Listeners of ``weed mini`` that get an explicit port (the flag names of weed 4.x).
@@ -109,7 +111,7 @@ def _poll_forbidden(url: str, deadline: float, alive: Callable[[], bool]) -> boo
         if not alive():
             return False
         try:
-            urllib.request.urlopen(url, timeout=2).close()
+            direct_opener.open(url, timeout=2).close()
         except urllib.error.HTTPError as exc:
             if exc.code == 403:
                 return True
@@ -239,7 +241,7 @@ class SeaweedServer:
     def request_counts(self, bucket: str | None = None) -> dict[str, int]:
         """S3 requests served so far by type (GET, PUT, LIST, ...), from Prometheus
         ``SeaweedFS_s3_request_total``, optionally for one bucket only."""
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as answer:
+        with direct_opener.open(self.metrics_url, timeout=10) as answer:
             text = answer.read().decode()
         return parse_request_counts(text, bucket)
 

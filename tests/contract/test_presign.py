@@ -15,7 +15,8 @@ def curl(*args: str) -> tuple[int, bytes]:
     if shutil.which("curl") is None:
         pytest.fail("curl is not installed (scripts/test installs it)", pytrace=False)
     done = subprocess.run(
-        ["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}", *args],
+        ["curl", "-sS", "--noproxy", "*", "--max-time", "30", "-o", "-",
+         "-w", "\n%{http_code}", *args],
         capture_output=True, check=False, timeout=60,
     )
     body, _, status = done.stdout.rpartition(b"\n")

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 
 import pytest
 
@@ -19,6 +18,7 @@ from mssfs.devserver import (
     DevServerError,
     MotoServer,
     SeaweedServer,
+    direct_opener,
     free_ports,
     parse_request_counts,
     write_env_file,
@@ -108,7 +108,7 @@ def test_seaweed_lifecycle(tmp_path):
         identities = tmp_path / "identities.json"
         assert stat.S_IMODE(os.stat(identities).st_mode) == 0o600
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(server.endpoint + "/", timeout=10)
+            direct_opener.open(server.endpoint + "/", timeout=10)
         assert refused.value.code == 403
         assert wait_for(lambda: server.request_counts().get("LIST", 0) >= 1)
         assert server.secret_key not in (tmp_path / "weed.log").read_text()
@@ -152,7 +152,7 @@ def test_cli_detached_start_and_stop(tmp_path):
         assert env["MSSFS_SECRET_KEY"] not in start.stdout + start.stderr
         assert stat.S_IMODE(os.stat(envfile).st_mode) == 0o600
         with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(env["MSSFS_ENDPOINT"] + "/", timeout=10)
+            direct_opener.open(env["MSSFS_ENDPOINT"] + "/", timeout=10)
     finally:
         stop = subprocess.run(
             [sys.executable, "-m", "mssfs.devserver", "stop", "--pidfile", str(pidfile)],
@@ -166,5 +166,5 @@ def test_cli_detached_start_and_stop(tmp_path):
 def test_moto_server():
     with MotoServer() as server:
         assert server.endpoint.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(server.endpoint + "/", timeout=10) as answer:
+        with direct_opener.open(server.endpoint + "/", timeout=10) as answer:
             assert answer.status == 200
