@@ -10,6 +10,7 @@ clock that drives both the store's Last-Modified and the cache TTLs.
 from __future__ import annotations
 
 import os
+import pathlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -63,36 +64,49 @@ class Env:
             self.fs.release(path, fh)
 
 
+def build_env(
+    workdir: pathlib.Path, clock: Any, closers: list, root: MountRoot | None = None, **config: Any
+) -> Env:
+    """The whole stack in ``workdir``; appends what must be closed to ``closers``."""
+    store = MemoryStore(clock=clock)
+    root = root or MountRoot(BUCKET)
+    if root.bucket:
+        store.create_bucket(root.bucket)
+    cache = MetadataCache(
+        MetadataCacheConfig(stat_ttl=STAT_TTL, negative_ttl=NEGATIVE_TTL, listing_ttl=STAT_TTL),
+        timer=clock,
+    )
+    prefetcher = Prefetcher(store, ReadConfig(), BlockCache(64 << 20))
+    uploader = Uploader(store, UploadConfig())
+    recovery_dir = str(workdir / f"recovery{len(closers)}")
+    staging = workdir / f"staging{len(closers)}"
+    staging.mkdir()
+    fs = Filesystem(
+        store, root, FsConfig(staging_dir=str(staging), **config),
+        metadata=cache, prefetcher=prefetcher, uploader=uploader,
+        recovery=RecoveryFolder(recovery_dir), clock=clock,
+    )
+    closers.extend([fs.close, uploader.close, prefetcher.close])
+    store.reset_counts()
+    return Env(fs, store, clock, recovery_dir, root.bucket or "")
+
+
 @pytest.fixture
 def make_env(tmp_path, fake_clock) -> Iterator[Callable[..., Env]]:
     closers: list[Callable[[], None]] = []
 
     def make(root: MountRoot | None = None, **config: Any) -> Env:
-        store = MemoryStore(clock=fake_clock)
-        root = root or MountRoot(BUCKET)
-        if root.bucket:
-            store.create_bucket(root.bucket)
-        cache = MetadataCache(
-            MetadataCacheConfig(stat_ttl=STAT_TTL, negative_ttl=NEGATIVE_TTL, listing_ttl=STAT_TTL),
-            timer=fake_clock,
-        )
-        prefetcher = Prefetcher(store, ReadConfig(), BlockCache(64 << 20))
-        uploader = Uploader(store, UploadConfig())
-        recovery_dir = str(tmp_path / f"recovery{len(closers)}")
-        staging = tmp_path / f"staging{len(closers)}"
-        staging.mkdir()
-        fs = Filesystem(
-            store, root, FsConfig(staging_dir=str(staging), **config),
-            metadata=cache, prefetcher=prefetcher, uploader=uploader,
-            recovery=RecoveryFolder(recovery_dir), clock=fake_clock,
-        )
-        closers.extend([fs.close, uploader.close, prefetcher.close])
-        store.reset_counts()
-        return Env(fs, store, fake_clock, recovery_dir, root.bucket or "")
+        return build_env(tmp_path, fake_clock, closers, root, **config)
 
     yield make
     for close in closers:
         close()
+
+
+@pytest.fixture
+def env_builder() -> Callable[..., Env]:
+    """``build_env`` itself, for tests that manage their own environments."""
+    return build_env
 
 
 @pytest.fixture
