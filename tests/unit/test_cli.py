@@ -164,3 +164,70 @@ def test_logging_goes_to_the_log_file_with_the_secret_masked(tmp_path):
             handler.close()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+
+
+# -- the composition root the command hands over to (mssfs.mount) -----------------------
+
+
+def test_mounted_points_undo_octal_escapes(tmp_path):
+    from mssfs.mount import mounted_points
+
+    info = tmp_path / "mountinfo"
+    info.write_text("36 35 98:0 / /mnt/with\\040space rw - ext3 /dev/root rw\n"
+                    "37 35 0:5 / /plain rw - fuse.mssfs mssfs rw\n")
+    assert mounted_points(str(info)) == {"/mnt/with space", "/plain"}
+
+
+def test_fuse_options_follow_the_config():
+    from mssfs.config import FuseOptions, MountConfig
+    from mssfs.mount import fuse_options
+
+    config = MountConfig(Source("b", "p/"), "/m", fuse=FuseOptions(read_only=True,
+                                                                   allow_other=True))
+    options = fuse_options(config)
+    assert options["foreground"] is True and options["nothreads"] is False
+    assert (options["ro"], options["allow_other"], options["default_permissions"]) == (
+        True, True, False)
+    assert options["fsname"] == "mssfs:b:/p/" and options["subtype"] == "mssfs"
+
+
+@pytest.mark.allow_warnings("closing b failed")
+def test_components_close_in_reverse_order_and_survive_a_failure(caplog):
+    from mssfs.mount import Components
+
+    order = []
+
+    def failing():
+        order.append("b")
+        raise RuntimeError("boom")
+
+    parts = Components(None, None, [("a", lambda: order.append("a")), ("b", failing),
+                                    ("c", lambda: order.append("c"))])
+    with caplog.at_level(logging.ERROR):
+        parts.close()
+    parts.close()  # each closer runs once
+    assert order == ["c", "b", "a"]
+    assert "closing b failed" in caplog.text
+
+
+def test_build_wires_a_working_filesystem_on_the_memory_store(tmp_path):
+    """The whole composition without a kernel: FuseOperations over build()'s Filesystem."""
+    from mssfs.config import MountConfig, UploadOptions
+    from mssfs.fuse_ops import FuseOperations
+    from mssfs.mount import build
+
+    config = MountConfig(Source("bucket"), str(tmp_path), memory=True, upload=UploadOptions(
+        staging_dir=str(tmp_path), recovery_dir=str(tmp_path / "recovery")))
+    parts = build(config)
+    ops = FuseOperations(parts.filesystem)
+    try:
+        fh = ops.create("/hello.txt", 0o644, 1)
+        assert ops.write("/hello.txt", b"hi there", 0, fh) == 8
+        ops.flush("/hello.txt", fh)
+        ops.release("/hello.txt", fh)
+        assert ops.getattr("/hello.txt")["st_size"] == 8
+        assert parts.store.get_object("bucket", "hello.txt").data == b"hi there"
+        assert ops.readdir("/", 0)[2:] == [("hello.txt", 0o100644, 0)]
+    finally:
+        ops.destroy("/")
+        parts.close()
