@@ -36,6 +36,7 @@ around dict operations, never across a store call.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
@@ -164,6 +165,15 @@ class Namespace:
         """Keep the full attributes of this object version (key, ETag, size)."""
         with self._lock:
             self._versions[(info.key, info.etag, info.size)] = (attrs, self._clock())
+
+    def carry_over(self, src: ObjectInfo, key: str, etag: str) -> Attributes | None:
+        """A copy of ``src`` now lives at ``key``: it keeps what was known of ``src``."""
+        attrs = self._remembered(src)
+        if attrs is None:
+            return None
+        attrs = dataclasses.replace(attrs, etag=etag) if attrs.etag else attrs
+        self.remember(ObjectInfo(key, src.size, etag, 0.0), attrs)
+        return attrs
 
     def known_exactly(self, path: str, attrs: Attributes) -> bool:
         """Are ``attrs`` what the object's metadata says (learned from a HEAD or a write

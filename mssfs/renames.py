@@ -112,8 +112,8 @@ class Renamer:
         bucket, key = self.fs.resolve(new)
         etag = self._copy(src_bucket, src_key, bucket, key, attrs.size)
         self.store.delete_object(src_bucket, src_key)
-        moved = dataclasses.replace(attrs, etag=etag)
-        self.ns.remember(ObjectInfo(key, attrs.size, etag, attrs.mtime), moved)
+        source = ObjectInfo(src_key, attrs.size, attrs.etag or "", attrs.mtime)
+        moved = self.ns.carry_over(source, key, etag) or dataclasses.replace(attrs, etag=etag)
         dropped = self.fs.handles.forget(new)  # an open file at the target loses its name
         if dropped is not None:
             log.debug("rename over open file %s: its later writes are dropped", new)
@@ -168,7 +168,8 @@ class Renamer:
         self._copy_parallel(src_bucket, bucket, small, src_prefix, prefix)
         for info in large:
             new_key = prefix + info.key[len(src_prefix) :]
-            self._copy(src_bucket, info.key, bucket, new_key, info.size)
+            etag = self._copy(src_bucket, info.key, bucket, new_key, info.size)
+            self.ns.carry_over(info, new_key, etag)
         self._delete_all(src_bucket, [o.key for o in objects])
         self.ns.removed_tree(old)
         self.ns.removed_tree(new)
@@ -198,13 +199,14 @@ class Renamer:
             failed = [e for e in errors if e is not None]
             if failed:
                 raise failed[0]
+            for info, future in zip(objects[start : start + window], futures, strict=True):
+                self.ns.carry_over(info, prefix + info.key[len(src_prefix) :], future.result())
 
-    def _copy_one(self, src_bucket: str, info: ObjectInfo, bucket: str, key: str) -> None:
+    def _copy_one(self, src_bucket: str, info: ObjectInfo, bucket: str, key: str) -> str:
         if not info.key.endswith("/"):
-            self.store.copy_object(src_bucket, info.key, bucket, key)
-            return
+            return self.store.copy_object(src_bucket, info.key, bucket, key)
         marker = self.store.head_object(src_bucket, info.key)  # PUT, not copy: see docstring
-        self.store.put_object(
+        return self.store.put_object(
             bucket, key, b"", content_type=marker.content_type, metadata=dict(marker.metadata)
         )
 

@@ -46,6 +46,7 @@ class FilesystemModel(RuleBasedStateMachine):
         self.env = type(self).build_env(pathlib.Path(self.workdir.name), self.clock, self.closers)
         self.fs = self.env.fs
         self.files: dict[str, bytes] = {}
+        self.modes: dict[str, int] = {}
         self.dirs: set[str] = {"/"}
 
     def teardown(self) -> None:
@@ -75,6 +76,7 @@ class FilesystemModel(RuleBasedStateMachine):
         self.fs.flush(path, fh)
         self.fs.release(path, fh)
         self.files[path] = content
+        self.modes.setdefault(path, 0o644)
 
     @precondition(lambda self: self.files)
     @rule(data=st.data(), content=DATA)
@@ -91,6 +93,21 @@ class FilesystemModel(RuleBasedStateMachine):
         path = data.draw(st.sampled_from(sorted(self.files)))
         self.fs.unlink(path)
         del self.files[path]
+        del self.modes[path]
+
+    @precondition(lambda self: self.files)
+    @rule(data=st.data(), length=st.integers(0, 80))
+    def truncate(self, data, length):
+        path = data.draw(st.sampled_from(sorted(self.files)))
+        self.fs.truncate(path, length)
+        self.files[path] = self.files[path][:length].ljust(length, b"\0")
+
+    @precondition(lambda self: self.files)
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o644, 0o755]))
+    def chmod(self, data, mode):
+        path = data.draw(st.sampled_from(sorted(self.files)))
+        self.fs.chmod(path, mode)
+        self.modes[path] = mode
 
     @rule(data=st.data(), name=st.sampled_from(["d", "e"]))
     def mkdir(self, data, name):
@@ -132,6 +149,7 @@ class FilesystemModel(RuleBasedStateMachine):
         self.fs.rename(old, new)
         if old != new:
             self.files[new] = self.files.pop(old)
+            self.modes[new] = self.modes.pop(old)
 
     @precondition(lambda self: len(self.dirs) > 1)
     @rule(data=st.data(), name=st.sampled_from(["d", "e", "f"]))
@@ -151,6 +169,7 @@ class FilesystemModel(RuleBasedStateMachine):
         self.dirs.discard(new)
         move = lambda p: new + p[len(old) :] if p == old or p.startswith(old + "/") else p  # noqa: E731
         self.files = {move(p): v for p, v in self.files.items()}
+        self.modes = {move(p): v for p, v in self.modes.items()}
         self.dirs = {move(p) for p in self.dirs}
 
     @rule(seconds=st.sampled_from([1.0, 61.0]))
@@ -163,7 +182,9 @@ class FilesystemModel(RuleBasedStateMachine):
             listed = {e.name for e in self.fs.readdir(directory)}
             assert listed == self.children(directory), directory
         for path, content in self.files.items():
-            assert self.fs.getattr(path).size == len(content)
+            attrs = self.fs.getattr(path)
+            assert attrs.size == len(content), path
+            assert attrs.mode & 0o777 == self.modes[path], path
             assert self.env.read_file(path) == content
 
 
