@@ -156,6 +156,9 @@ def fuse_options(config: MountConfig) -> dict[str, Any]:
     options: dict[str, Any] = {
         "foreground": True,
         "nothreads": False,  # libfuse's multithreaded loop: callbacks run in parallel
+        # libfuse 3.14 (Debian 12) prints "Ignoring invalid max threads value" to stderr
+        # when this is left unset; 10 is libfuse's documented default.
+        "max_idle_threads": 10,
         "fsname": f"mssfs:{source}" if source.bucket else "mssfs",
         "subtype": "mssfs",
         "attr_timeout": config.fuse.attr_timeout,
