@@ -47,6 +47,7 @@ class FilesystemModel(RuleBasedStateMachine):
         self.fs = self.env.fs
         self.files: dict[str, bytes] = {}
         self.modes: dict[str, int] = {}
+        self.links: dict[str, str] = {}
         self.dirs: set[str] = {"/"}
 
     def teardown(self) -> None:
@@ -55,17 +56,32 @@ class FilesystemModel(RuleBasedStateMachine):
         self.workdir.cleanup()
 
     def children(self, directory: str) -> set[str]:
-        names = {p for p in [*self.files, *self.dirs] if p != "/"}
+        names = {p for p in [*self.files, *self.dirs, *self.links] if p != "/"}
         return {paths.split(p)[1] for p in names if paths.split(p)[0] == directory}
 
     def exists(self, path: str) -> bool:
-        return path in self.files or path in self.dirs
+        return path in self.files or path in self.dirs or path in self.links
+
+    @rule(data=st.data(), name=st.sampled_from(["l", "a"]), dest=st.sampled_from(["a", "../x"]))
+    def symlink(self, data, name, dest):
+        path = paths.join(data.draw(st.sampled_from(sorted(self.dirs))), name)
+        if self.exists(path):
+            return
+        self.fs.symlink(path, dest)
+        self.links[path] = dest
+
+    @precondition(lambda self: self.links)
+    @rule(data=st.data())
+    def unlink_symlink(self, data):
+        path = data.draw(st.sampled_from(sorted(self.links)))
+        self.fs.unlink(path)
+        del self.links[path]
 
     @rule(data=st.data(), name=NAMES, content=DATA)
     def write(self, data, name, content):
         parent = data.draw(st.sampled_from(sorted(self.dirs)))
         path = paths.join(parent, name)
-        if path in self.dirs:
+        if path in self.dirs or path in self.links:
             return
         if path in self.files:
             fh = self.fs.open(path, os.O_WRONLY | os.O_TRUNC)
@@ -140,6 +156,8 @@ class FilesystemModel(RuleBasedStateMachine):
     def rename_file(self, data, name):
         old = data.draw(st.sampled_from(sorted(self.files)))
         new = paths.join(data.draw(st.sampled_from(sorted(self.dirs))), name)
+        if new in self.links:
+            return
         if new in self.dirs:
             try:
                 self.fs.rename(old, new)
@@ -159,6 +177,8 @@ class FilesystemModel(RuleBasedStateMachine):
         new = paths.join(parent, name)
         if new == old or new.startswith(old + "/"):
             return
+        if new in self.links:
+            return
         if new in self.files or (new in self.dirs and self.children(new)):
             try:
                 self.fs.rename(old, new)
@@ -170,6 +190,7 @@ class FilesystemModel(RuleBasedStateMachine):
         move = lambda p: new + p[len(old) :] if p == old or p.startswith(old + "/") else p  # noqa: E731
         self.files = {move(p): v for p, v in self.files.items()}
         self.modes = {move(p): v for p, v in self.modes.items()}
+        self.links = {move(p): v for p, v in self.links.items()}
         self.dirs = {move(p) for p in self.dirs}
 
     @rule(seconds=st.sampled_from([1.0, 61.0]))
@@ -186,6 +207,9 @@ class FilesystemModel(RuleBasedStateMachine):
             assert attrs.size == len(content), path
             assert attrs.mode & 0o777 == self.modes[path], path
             assert self.env.read_file(path) == content
+        for path, target in self.links.items():
+            assert self.fs.getattr(path).is_symlink, path
+            assert self.fs.readlink(path) == target
 
 
 def test_random_operations_agree_with_the_model(env_builder):
