@@ -86,7 +86,8 @@ class DirOps:
             return
         self.ns.require_dir(path)
         bucket, key = self.fs.resolve(path)
-        if not self.ns.is_empty_dir(path):
+        pending = any(f.path.startswith(path + "/") for f in self.fs.handles.open_files())
+        if pending or not self.ns.is_empty_dir(path):  # a file being created counts
             raise DirectoryNotEmpty(path=path)
         self.store.delete_object(bucket, key + "/")
         self.ns.removed_tree(path)

@@ -64,6 +64,15 @@ def test_rmdir_of_a_non_empty_directory(env):
     assert "d/" in keys(env)
 
 
+def test_rmdir_of_a_directory_with_a_file_being_created(env):
+    env.fs.mkdir("/d", 0o755)
+    fh = env.fs.create("/d/new", 0o644, os.O_WRONLY)
+    with pytest.raises(DirectoryNotEmpty):
+        env.fs.rmdir("/d")
+    env.fs.release("/d/new", fh)
+    assert keys(env) == ["d/", "d/new"]
+
+
 def test_rmdir_errors(env):
     env.put("f", b"")
     with pytest.raises(NotADirectory):
