@@ -283,7 +283,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow_warnings(pattern=None): the test may log WARNING or worse "
         "(only messages matching the regex, when given)",
     )
-    config.stash[_OUTCOMES] = defaultdict(Counter)
+    config.stash[_OUTCOMES] = {}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -313,7 +313,8 @@ def _check_warnings(item: pytest.Item, records: list[logging.LogRecord]) -> None
 
 # -- per-store tally of the contract suite, and "no test ran" ------------------------------
 
-_OUTCOMES = pytest.StashKey[dict[str, Counter[str]]]()
+# nodeid → (store kind, outcome) of every contract test, for the summary line.
+_OUTCOMES = pytest.StashKey[dict[str, tuple[str, str]]]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -322,26 +323,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     callspec = getattr(item, "callspec", None)
     kind = callspec.params.get("store_kind") if callspec else None
     if kind and "tests/contract/" in item.nodeid.replace(os.sep, "/"):
-        outcomes = item.config.stash[_OUTCOMES]
-        if report.when == "call" or report.outcome != "passed":
-            outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else (
+        if report.when == "call":
+            outcome = "xfailed" if report.skipped and hasattr(report, "wasxfail") else (
                 report.outcome)
-            if report.when != "call" and outcome == "failed":
-                outcome = "error"
-            outcomes[kind][outcome] += 1
+        elif report.failed:
+            outcome = "error"  # a fixture failed: setup or teardown
+        elif report.skipped:
+            outcome = "skipped"
+        else:
+            outcome = ""
+        if outcome:
+            item.config.stash[_OUTCOMES][item.nodeid] = (kind, outcome)
     return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    outcomes = config.stash.get(_OUTCOMES, {})
-    if not outcomes:
-        return
-    parts = []
-    for kind in STORE_KINDS:
-        if kind in outcomes:
-            tally = outcomes[kind]
-            parts.append(kind + " " + ", ".join(f"{n} {o}" for o, n in sorted(tally.items())))
-    terminalreporter.write_line("contract: " + "; ".join(parts))
+    tally: dict[str, Counter[str]] = defaultdict(Counter)
+    for kind, outcome in config.stash.get(_OUTCOMES, {}).values():
+        tally[kind][outcome] += 1
+    if tally:
+        parts = [
+            kind + " " + ", ".join(f"{n} {o}" for o, n in sorted(tally[kind].items()))
+            for kind in STORE_KINDS
+            if kind in tally
+        ]
+        terminalreporter.write_line("contract: " + "; ".join(parts))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
