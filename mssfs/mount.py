@@ -233,7 +233,28 @@ def check_mountpoint(path: str) -> None:
     if not os.path.isdir(path) or not info.st_mode & 0o040000:
         raise MountError(f"mountpoint {path} is not a directory")
     if os.path.realpath(path) in mounted_points():
+        problem = _mount_problem(path)
+        if problem:
+            raise MountError(f"mountpoint {path} is a dead mount ({problem}); "
+                             f"clear it with: fusermount3 -u {path}")
         raise MountError(f"mountpoint {path} is already mounted (busy)")
+
+
+def _mount_problem(path: str, timeout: float = 5.0) -> str | None:
+    """Why a mounted ``path`` does not answer, or None when it does. statfs always
+    reaches the filesystem (stat may be answered from the kernel's cache); it runs in a
+    child process (``stat -f``) so a hung mount cannot hang the command, and no thread
+    is started here."""
+    try:
+        done = subprocess.run(["stat", "-f", "-c", "%b", path], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return "not answering"
+    except OSError:
+        return None  # no stat(1): assume a live mount, the message says busy
+    if done.returncode == 0:
+        return None
+    return done.stderr.strip().rsplit(": ", 1)[-1] or "not answering"
 
 
 def preflight(config: MountConfig) -> None:

@@ -97,3 +97,16 @@ def test_read_only_mount_refuses_changes(mounter, bucket, s3):
         assert caught.value.errno == 30  # EROFS
     mounter.umount(mount)
     assert s3.get_object(bucket, "ro.txt").data == b"keep"
+
+
+def test_dead_mount_is_reported_then_cleared_by_umount(mounter, bucket):
+    mount = mounter.mount(bucket, options="")
+    os.kill(mount.pid, signal.SIGKILL)
+    poll(lambda: not pid_alive(mount.pid), timeout=30)
+    done = mounter.run("mount", bucket, str(mount.path))
+    assert done.returncode == 1
+    assert "fusermount3 -u" in done.stderr and done.stderr.count("\n") == 1
+    mounter.umount(mount)
+    again = mounter.mount(bucket, options="")
+    assert os.listdir(again.path) is not None
+    mounter.umount(again)
