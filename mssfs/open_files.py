@@ -122,7 +122,11 @@ class OpenFiles:
                 return
             now = self.fs.clock()
             open_file.metadata["mtime"] = str(int(now))
-            buffer.set_metadata(dict(open_file.metadata), open_file.content_type)
+            # The close-time mtime is not worth a self-copy after a streamed upload
+            # (whose metadata was fixed when it began): not ``required``.
+            buffer.set_metadata(
+                dict(open_file.metadata), open_file.content_type, required=False
+            )
             try:
                 info = buffer.commit()
             except UploadFailed:

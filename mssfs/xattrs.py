@@ -116,9 +116,10 @@ class MetadataOps:
                 dict(open_file.metadata), open_file.content_type, open_file.attrs
             )
             open_file.metadata, open_file.content_type = metadata, content_type
-            open_file.buffer.set_metadata(dict(metadata), content_type)
             open_file.attrs = self._attrs(open_file.attrs, metadata)
             pending = open_file.pending_create or open_file.buffer.dirty
+            if pending:  # else the self-copy below stores it; commit passes it on too
+                open_file.buffer.set_metadata(dict(metadata), content_type)
         if pending:
             self.ns.changed(open_file.path, self.fs.getattr(open_file.path))
         return pending

@@ -265,3 +265,28 @@ def test_concurrent_writers_and_readers(env):
     assert sorted(e.name for e in env.fs.readdir("/")) == sorted(
         [f"c{i}" for i in range(8)] + ["shared"]
     )
+
+
+def test_a_streamed_upload_costs_no_self_copy(env):
+    chunk = os.urandom(1024 * 1024)
+    fh = env.fs.create("/big.bin", 0o644, os.O_WRONLY)
+    for i in range(20):
+        env.fs.write("/big.bin", fh, i * len(chunk), chunk)
+    env.fs.flush("/big.bin", fh)
+    env.fs.release("/big.bin", fh)
+    assert env.store.counts["UploadPart"] >= 2
+    assert env.store.counts["CopyObject"] == 0
+    assert env.body("big.bin") == chunk * 20
+    assert env.fs.getattr("/big.bin").size == 20 * len(chunk)
+
+
+def test_chmod_during_a_streamed_upload_is_stored(env):
+    chunk = os.urandom(1024 * 1024)
+    fh = env.fs.create("/big.bin", 0o644, os.O_WRONLY)
+    for i in range(20):
+        env.fs.write("/big.bin", fh, i * len(chunk), chunk)
+    env.fs.chmod("/big.bin", 0o600)
+    env.fs.release("/big.bin", fh)
+    info = env.store.head_object(env.bucket, "big.bin")
+    assert info.metadata["mode"] == str(stat.S_IFREG | 0o600)
+    assert env.body("big.bin") == chunk * 20
