@@ -3,9 +3,11 @@
 How it works. This is the only module that reads ``argv`` and the environment. ``mount``
 parses the arguments and the ``-o`` options (``config.OPTIONS``, the one table that also
 writes ``--help``), resolves credentials (``credentials.resolve_credentials``), builds
-one frozen ``MountConfig``, sets up logging, and hands over to ``mount``: the checks
-(mountpoint, then a preflight request with short timeouts), then either a foreground
-mount or a daemonised one that returns only when the mount is ready.
+one frozen ``MountConfig`` and sets up logging. Before anything is mounted it checks
+the mountpoint (missing, not a directory, mounted, dead mount) and makes one preflight
+request with short timeouts (bad keys, missing bucket, unreachable or non-S3 endpoint).
+Then it hands over to ``mount``: a foreground mount, or a daemonised one that returns
+only when the mount is ready.
 
 Every failure the user can cause ends as one line ``mssfs: <reason>`` on stderr and exit
 status 1, never a traceback (an unexpected exception is logged with its traceback at
@@ -25,6 +27,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from mssfs.config import (
     ConfigError,
@@ -35,6 +39,7 @@ from mssfs.config import (
     parse_options,
 )
 from mssfs.credentials import CredentialsError, resolve_credentials
+from mssfs.store import errors
 from mssfs.store.config import DEFAULT_ENDPOINT, StoreConfig, normalize_endpoint
 
 log = logging.getLogger("mssfs.cli")
@@ -147,12 +152,12 @@ def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from mssfs import mount as mounting
 
     # The mountpoint first: the cheapest mistake to report, and before any request.
-    mounting.check_mountpoint(os.path.abspath(split_positionals(args.args)[1]))
+    check_mountpoint(os.path.abspath(split_positionals(args.args)[1]))
     config, secrets = build_config(args, env)
     setup_logging(config, env, secrets)
     runtime = runtime_dir(env)
     if not config.memory:
-        mounting.preflight(config)
+        preflight(config)
     if config.foreground:
         mounting.run_foreground(config, runtime)
     else:
@@ -215,6 +220,90 @@ def build_config(
     if credentials is not None and credentials.session_token:
         secrets.append(credentials.session_token)
     return config, secrets
+
+
+# -- checks before mounting: cheap ones first, then one request ---------------------------
+
+
+def check_mountpoint(path: str) -> None:
+    """Refuse a mountpoint that is missing, not a directory, or already mounted."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise CliError(f"mountpoint {path} does not exist")
+    except OSError as exc:
+        # ENOTCONN: a FUSE mount whose process died is still there.
+        raise CliError(f"mountpoint {path} is not usable ({exc.strerror}); "
+                         f"if it is a dead mount: fusermount3 -u {path}")
+    if not os.path.isdir(path) or not info.st_mode & 0o040000:
+        raise CliError(f"mountpoint {path} is not a directory")
+    from mssfs.mount import mounted_points
+
+    if os.path.realpath(path) in mounted_points():
+        problem = _mount_problem(path)
+        if problem:
+            raise CliError(f"mountpoint {path} is a dead mount ({problem}); "
+                             f"clear it with: fusermount3 -u {path}")
+        raise CliError(f"mountpoint {path} is already mounted (busy)")
+
+
+def _mount_problem(path: str, timeout: float = 5.0) -> str | None:
+    """Why a mounted ``path`` does not answer, or None when it does. statfs always
+    reaches the filesystem (stat may be answered from the kernel's cache); it runs in a
+    child process (``stat -f``) so a hung mount cannot hang the command, and no thread
+    is started here."""
+    try:
+        done = subprocess.run(["stat", "-f", "-c", "%b", path], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return "not answering"
+    except OSError:
+        return None  # no stat(1): assume a live mount, the message says busy
+    if done.returncode == 0:
+        return None
+    return done.stderr.strip().rsplit(": ", 1)[-1] or "not answering"
+
+
+def preflight(config: MountConfig) -> None:
+    """One request with short timeouts, so bad credentials or endpoints fail before mounting."""
+    from mssfs.store.http import HttpStore
+
+    quick = replace(config.store, connect_timeout=min(config.store.connect_timeout, 5.0),
+                    read_timeout=min(config.store.read_timeout, 10.0), max_retries=1)
+    store = HttpStore(quick)
+    endpoint, bucket = config.store.endpoint, config.source.bucket
+    try:
+        if bucket is None:
+            store.list_buckets()
+        else:
+            _preflight_bucket(store, bucket, config.source.prefix)
+    except (errors.InvalidAccessKeyId, errors.SignatureDoesNotMatch):
+        raise CliError(f"authentication failed at {endpoint}: unknown access key or wrong secret")
+    except errors.NoSuchBucket:
+        raise CliError(f"bucket {bucket!r} does not exist at {endpoint}")
+    except errors.AccessDenied as exc:
+        raise CliError(f"access denied at {endpoint}: {exc.message}")
+    except errors.NotS3Endpoint:
+        raise CliError(f"{endpoint} does not answer like an S3 endpoint")
+    except errors.ConnectionFailed:
+        raise CliError(f"cannot connect to {endpoint}")
+    except errors.RequestTimeout:
+        raise CliError(f"{endpoint} did not answer in time")
+    except errors.StoreError as exc:
+        raise CliError(f"{endpoint}: {exc}")
+    finally:
+        store.close()
+
+
+def _preflight_bucket(store: Any, bucket: str, prefix: str) -> None:
+    try:
+        # A LIST has an error body (a HEAD has none), so a bad key is told apart from
+        # a missing bucket or a refused one.
+        store.list_objects(bucket, prefix, "/", max_keys=1)
+    except (errors.InvalidAccessKeyId, errors.SignatureDoesNotMatch):
+        raise
+    except errors.AccessDenied:
+        store.head_bucket(bucket)  # may read objects without the right to list them
 
 
 def runtime_dir(env: Mapping[str, str]) -> str:

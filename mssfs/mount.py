@@ -28,7 +28,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from mssfs.config import MountConfig
@@ -205,7 +205,7 @@ def run(config: MountConfig, on_ready: Callable[[], None] | None = None) -> None
     log.info("unmounted %s", config.mountpoint)
 
 
-# -- checks before mounting ------------------------------------------------------------
+# -- what is mounted ---------------------------------------------------------------------
 
 
 def mounted_points(mountinfo: str = "/proc/self/mountinfo") -> set[str]:
@@ -218,88 +218,6 @@ def mounted_points(mountinfo: str = "/proc/self/mountinfo") -> set[str]:
                 raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
                 points.add(os.fsdecode(raw))
     return points
-
-
-def check_mountpoint(path: str) -> None:
-    """Refuse a mountpoint that is missing, not a directory, or already mounted."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise MountError(f"mountpoint {path} does not exist")
-    except OSError as exc:
-        # ENOTCONN: a FUSE mount whose process died is still there.
-        raise MountError(f"mountpoint {path} is not usable ({exc.strerror}); "
-                         f"if it is a dead mount: fusermount3 -u {path}")
-    if not os.path.isdir(path) or not info.st_mode & 0o040000:
-        raise MountError(f"mountpoint {path} is not a directory")
-    if os.path.realpath(path) in mounted_points():
-        problem = _mount_problem(path)
-        if problem:
-            raise MountError(f"mountpoint {path} is a dead mount ({problem}); "
-                             f"clear it with: fusermount3 -u {path}")
-        raise MountError(f"mountpoint {path} is already mounted (busy)")
-
-
-def _mount_problem(path: str, timeout: float = 5.0) -> str | None:
-    """Why a mounted ``path`` does not answer, or None when it does. statfs always
-    reaches the filesystem (stat may be answered from the kernel's cache); it runs in a
-    child process (``stat -f``) so a hung mount cannot hang the command, and no thread
-    is started here."""
-    try:
-        done = subprocess.run(["stat", "-f", "-c", "%b", path], capture_output=True,
-                              text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return "not answering"
-    except OSError:
-        return None  # no stat(1): assume a live mount, the message says busy
-    if done.returncode == 0:
-        return None
-    return done.stderr.strip().rsplit(": ", 1)[-1] or "not answering"
-
-
-def preflight(config: MountConfig) -> None:
-    """One request with short timeouts, so bad credentials or endpoints fail before mounting."""
-    from mssfs.store import errors
-    from mssfs.store.http import HttpStore
-
-    quick = replace(config.store, connect_timeout=min(config.store.connect_timeout, 5.0),
-                    read_timeout=min(config.store.read_timeout, 10.0), max_retries=1)
-    store = HttpStore(quick)
-    endpoint, bucket = config.store.endpoint, config.source.bucket
-    try:
-        if bucket is None:
-            store.list_buckets()
-        else:
-            _preflight_bucket(store, bucket, config.source.prefix)
-    except (errors.InvalidAccessKeyId, errors.SignatureDoesNotMatch):
-        raise MountError(f"authentication failed at {endpoint}: unknown access key or wrong secret")
-    except errors.NoSuchBucket:
-        raise MountError(f"bucket {bucket!r} does not exist at {endpoint}")
-    except errors.AccessDenied as exc:
-        raise MountError(f"access denied at {endpoint}: {exc.message}")
-    except errors.NotS3Endpoint:
-        raise MountError(f"{endpoint} does not answer like an S3 endpoint")
-    except errors.ConnectionFailed:
-        raise MountError(f"cannot connect to {endpoint}")
-    except errors.RequestTimeout:
-        raise MountError(f"{endpoint} did not answer in time")
-    except errors.StoreError as exc:
-        raise MountError(f"{endpoint}: {exc}")
-    finally:
-        store.close()
-
-
-def _preflight_bucket(store: Any, bucket: str, prefix: str) -> None:
-    from mssfs.store import errors
-
-    try:
-        # A LIST has an error body (a HEAD has none), so a bad key is told apart from
-        # a missing bucket or a refused one.
-        store.list_objects(bucket, prefix, "/", max_keys=1)
-    except (errors.InvalidAccessKeyId, errors.SignatureDoesNotMatch):
-        raise
-    except errors.AccessDenied:
-        store.head_bucket(bucket)  # may read objects without the right to list them
 
 
 # -- running: foreground, daemon, unmount ----------------------------------------------
