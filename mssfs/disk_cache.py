@@ -31,6 +31,7 @@ network call. Writing a new block file happens outside the lock.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -64,6 +65,7 @@ class CacheDirInUse(RuntimeError):
     """Another process holds this cache directory."""
 
 
+@functools.lru_cache(maxsize=8192)  # hot blocks skip the hashing on every read
 def _file_name(key: BlockKey) -> str:
     # repr() of a tuple of str/int is unambiguous, whatever characters a key holds.
     digest = hashlib.sha256(repr(key).encode("utf-8", "surrogatepass")).hexdigest()

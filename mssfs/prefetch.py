@@ -28,7 +28,9 @@ How a read is served:
   is returned once the reader has moved past it (or dropped it and its GET finished).
   Consumed parts of objects no larger than half the block cache are kept in the block
   cache (a re-read then costs nothing); parts of larger objects are dropped, so a
-  streaming read of a huge object does not churn the cache for nothing.
+  streaming read of a huge object does not churn the cache for nothing. With a disk
+  cache, every fetched part is also written there block by block (as s3fs's
+  ``use_cache`` does), and a part whose blocks are all on disk is read from there.
 - A failed part is not fatal: the read that needs it falls back to a block read, and
   only that error (the store client has already retried transient ones) surfaces.
 
