@@ -19,8 +19,11 @@ What the fast default shows, and what it cannot
 
 Lookups of a name not in the cache: a fresh listing of the parent (or a negative entry)
 answers "missing" with no request; otherwise HEAD ``key`` and, when it is absent, LIST
-``key/`` with max-keys 1 (sequential: concurrency here would need threads outside the
-uploader and the prefetcher). Found nothing → a negative entry.
+``key/`` with max-keys 1. Sequential on purpose: running them concurrently would need
+a pool, and the only pools belong to the uploader and the prefetcher, where a lookup
+could wait behind a large upload's parts (``ls`` stalling during ``cp``); a file, the
+common case, costs one HEAD either way. Found nothing → a negative entry. (The opt-in
+exact-metadata listing does use the uploader's pool for its HEADs.)
 
 A file and a directory with the same name (``a`` and ``a/x``, made out of band): the
 directory wins in listings and the file is hidden (logged once at INFO); it stays in
