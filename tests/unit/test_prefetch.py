@@ -171,10 +171,21 @@ def test_sequential_read_grows_the_window_and_fetches_in_parallel(store, make_pr
     full_parts = [r for r in store.ranges if r[1] - r[0] == 8 * MiB]
     assert len(full_parts) >= 10
     assert store.counts["GetObject"] < 30
-    assert store.max_running > 1
     # No byte was fetched twice.
     fetched = sorted(store.ranges)
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(fetched))
+
+
+def test_sequential_reader_has_several_gets_in_flight_at_once(store, make_prefetcher):
+    p = make_prefetcher()
+    reader, data = open_reader(p, store, "parallel", 64 * MiB)
+    assert reader.read(0, 128 * KiB) == data[: 128 * KiB]  # a block read of block 0
+    store.gate.clear()  # from now on GETs wait: whatever is issued stays in flight
+    assert reader.read(128 * KiB, 128 * KiB) == data[128 * KiB : 256 * KiB]  # cached
+    assert reader.read(256 * KiB, 128 * KiB) == data[256 * KiB : 384 * KiB]
+    wait_until(lambda: store.running >= 2)
+    store.gate.set()
+    assert read_sequentially(reader, 64 * MiB) == data
 
 
 def test_kernel_reordering_does_not_reset_the_window(store, make_prefetcher):
