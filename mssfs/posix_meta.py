@@ -32,6 +32,7 @@ Pure: no I/O, no state.
 from __future__ import annotations
 
 import math
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ _VALID_TYPES = frozenset(
     }
 )
 _MAX_ID = 2**32 - 1
+# ASCII digits only: str.isdigit() also accepts "¹" or "٣", which int() refuses.
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def parse_mode(value: str) -> int | None:
         return _parse_octal_mode(value[2:])
     if value.startswith("0") and len(value) > 1:
         return _parse_octal_mode(value)
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):
         decimal = int(value)
         if _valid_mode(decimal):
             return decimal
@@ -161,7 +164,7 @@ def _valid_mode(number: int) -> bool:
 
 def _parse_id(value: str) -> int | None:
     value = value.strip()
-    if not value.isdigit():
+    if not _DIGITS.fullmatch(value):
         return None
     number = int(value)
     return number if number <= _MAX_ID else None

@@ -78,6 +78,7 @@ def test_directory_content_types():
         {"mtime": "-3"},
         {"mtime": "yesterday"},
         {"atime": "1e400"},
+        {"mode": "\u00b9", "uid": "\u0663"},  # digits to isdigit(), not to int()
     ],
 )
 def test_garbage_is_ignored(metadata):
