@@ -392,6 +392,9 @@ class UploadStream:
     # -- internals --------------------------------------------------------------
     def _add(self, size: int, send: Callable[[int, object], str], body: object,
              part_number: int | None) -> int:
+        with self._lock:
+            if self._aborted or self._error is not None:  # don't wait for room in vain
+                size = 0
         self._uploader._admit(size)
         with self._lock:
             if part_number is None:

@@ -142,6 +142,7 @@ class WriteBuffer:
         self.bucket, self.key = bucket, key
         self._part_size = uploader.config.part_size
         self._cond = threading.Condition(threading.Lock())
+        os.makedirs(staging_dir, mode=0o700, exist_ok=True)
         self._fd, self._path = tempfile.mkstemp(prefix="mssfs-", dir=staging_dir)
         self._base = base
         fresh = base is None or truncate
@@ -193,20 +194,40 @@ class WriteBuffer:
             return 0
         with self._cond:
             self._wait_idle()
-            view, pos = memoryview(data), offset
-            while view:
-                done = os.pwrite(self._fd, view, pos)
-                view, pos = view[done:], pos + done
-            end = offset + len(data)
-            self._size = max(self._size, end)
-            lo, hi = min(offset, self._base_limit), min(end, self._base_limit)
-            self._valid = _add(self._valid, lo, hi)
-            self._written = _add(self._written, lo, hi)
-            self._data_dirty += len(data)
-            self._changes += 1
-            handover = self._after_change(offset, end)
+            try:
+                view, pos = memoryview(data), offset
+                while view:
+                    done = os.pwrite(self._fd, view, pos)
+                    view, pos = view[done:], pos + done
+            except OSError as exc:
+                failure, broken = exc, self._write_failed()
+            else:
+                failure, broken = None, None
+                end = offset + len(data)
+                self._size = max(self._size, end)
+                lo, hi = min(offset, self._base_limit), min(end, self._base_limit)
+                self._valid = _add(self._valid, lo, hi)
+                self._written = _add(self._written, lo, hi)
+                self._data_dirty += len(data)
+                self._changes += 1
+                handover = self._after_change(offset, end)
+        if failure is not None:
+            if broken is not None:
+                broken.abort()
+            raise failure
         self._hand_over(*handover)
         return len(data)
+
+    def _write_failed(self) -> UploadStream | None:
+        """Under the lock, when the disk refused a write (ENOSPC...). Part of it may
+        have landed: count it as a change, keep the file as long as the buffer, and
+        give up streaming (a sent part may be what changed). Returns the stream to
+        abort once the lock is released."""
+        self._data_dirty += 1
+        self._changes += 1
+        if os.fstat(self._fd).st_size > self._size:
+            os.ftruncate(self._fd, self._size)
+        return self._break_stream()
 
     def truncate(self, length: int) -> None:
         """Shrink, or grow with zeros, to ``length`` bytes."""

@@ -417,6 +417,29 @@ def test_write_after_commit_goes_into_the_next_commit(memory, env):
     assert first.etag != second.etag and second.size == 6
 
 
+def test_a_full_disk_fails_the_write_and_keeps_the_buffer_sound(memory, env, monkeypatch):
+    import errno
+
+    data = os.urandom(12 * MiB)
+    buf = env.buffer(memory)
+    buf.write(0, data)  # two parts streamed
+    real_pwrite = os.pwrite
+
+    def full_disk(fd, view, offset):
+        real_pwrite(fd, bytes(view[:1000]), offset)  # a partial write, then ENOSPC
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with pytest.raises(OSError) as raised:
+        buf.write(len(data), b"y" * 5000)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert raised.value.errno == errno.ENOSPC
+    assert buf.size == len(data) and os.path.getsize(buf.staging_path) == len(data)
+    assert memory.list_multipart_uploads(BUCKET) == []  # streaming was given up
+    buf.commit()
+    assert content(memory) == data
+
+
 # -- concurrency --------------------------------------------------------------------------
 
 
