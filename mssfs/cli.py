@@ -211,10 +211,10 @@ def build_config(
     config = MountConfig(
         source=source, mountpoint=os.path.abspath(mountpoint), store=store,
         fuse=build_section("fuse", parsed["fuse"]),
-        cache=build_section("cache", parsed["cache"]),
-        upload=build_section("upload", parsed["upload"]),
-        foreground=args.foreground, debug=args.debug, log_file=args.log_file,
-        memory=args.memory,
+        cache=_absolute(build_section("cache", parsed["cache"]), "cache_dir"),
+        upload=_upload_section(parsed["upload"], env),
+        foreground=args.foreground, debug=args.debug,
+        log_file=os.path.abspath(args.log_file) if args.log_file else None, memory=args.memory,
     )
     secrets = [] if credentials is None else [credentials.secret_key]
     if credentials is not None and credentials.session_token:
@@ -304,6 +304,23 @@ def _preflight_bucket(store: Any, bucket: str, prefix: str) -> None:
         raise
     except errors.AccessDenied:
         store.head_bucket(bucket)  # may read objects without the right to list them
+
+
+def _absolute(section: Any, *names: str) -> Any:
+    """Paths made absolute now: the daemon works from ``/`` so it holds no directory busy."""
+    return replace(section, **{n: os.path.abspath(getattr(section, n))
+                               for n in names if getattr(section, n)})
+
+
+def _upload_section(values: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    from mssfs.recovery import default_recovery_dir
+
+    section = build_section("upload", values)
+    if section.recovery_dir is None:
+        home = env.get("HOME") or os.path.expanduser("~")
+        section = replace(section, recovery_dir=default_recovery_dir(
+            home, env.get("XDG_DATA_HOME")))
+    return _absolute(section, "staging_dir", "recovery_dir")
 
 
 def runtime_dir(env: Mapping[str, str]) -> str:

@@ -302,6 +302,7 @@ def _daemon_child(config: MountConfig, runtime: str, report_fd: int) -> None:  #
     # libfuse writes its own complaints to stderr: keep them in the log when there is one.
     target = os.open(config.log_file, os.O_WRONLY | os.O_APPEND) if config.log_file else devnull
     os.dup2(target, 2)
+    os.chdir("/")  # hold no directory busy; every configured path is absolute (cli)
     pidfile = pidfile_for(config.mountpoint, runtime)
     status = 0
 

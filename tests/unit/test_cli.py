@@ -231,3 +231,16 @@ def test_build_wires_a_working_filesystem_on_the_memory_store(tmp_path):
     finally:
         ops.destroy("/")
         parts.close()
+
+
+def test_paths_are_made_absolute_and_recovery_follows_xdg(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config, _ = cli.build_config(args_for(
+        "b", "m", "--log-file", "log", "-o", "cache_dir=c,staging_dir=s"),
+        {**ENV, "XDG_DATA_HOME": "/data"})
+    assert config.log_file == str(tmp_path / "log")
+    assert config.cache.cache_dir == str(tmp_path / "c")
+    assert config.upload.staging_dir == str(tmp_path / "s")
+    assert config.upload.recovery_dir == "/data/mssfs/recovery"
+    home, _ = cli.build_config(args_for("b", "m"), {**ENV, "HOME": "/home/u"})
+    assert home.upload.recovery_dir == "/home/u/.local/share/mssfs/recovery"
