@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import re
 import secrets
@@ -284,6 +285,8 @@ class MotoServer:
     def start(self) -> MotoServer:
         from moto.server import ThreadedMotoServer
 
+        # One INFO line per request drowns a failing test's log; errors still show.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
