@@ -168,7 +168,7 @@ class Filesystem:
         if intent.truncate and open_file.buffer.size:
             open_file.buffer.truncate(0)
         handle = self.handles.add(path, intent, open_file=open_file)
-        handle.wrote = intent.truncate
+        handle.must_upload = intent.truncate
         return handle.fh
 
     def create(self, path: str, mode: int, flags: int) -> int:
@@ -184,7 +184,7 @@ class Filesystem:
         if open_file.buffer.size:
             open_file.buffer.truncate(0)
         handle = self.handles.add(path, open_intent(flags), open_file=open_file)
-        handle.wrote = True  # an empty file closed without writes still becomes an object
+        handle.must_upload = True  # an empty file closed without writes becomes an object
         self.ns.changed(path, attrs)
         return handle.fh
 
@@ -255,6 +255,12 @@ class Filesystem:
         mountpoint-s3's ``fs.rs::flush``, only a handle that wrote since its last
         upload uploads, on its first flush, and the error reaches close(2). Later
         writes set ``wrote`` again and the next flush uploads again.
+
+        A handle that was created (or opened with O_TRUNC) but has written nothing
+        does not upload on flush either: ``echo hi > f`` makes the shell dup the new
+        descriptor onto stdout and close the original before writing, and uploading
+        then would PUT an empty object just before the real one. Such a handle
+        uploads in ``release`` (mountpoint-s3 defers empty files the same way).
         """
         handle = self.handles.get(fh)
         if handle.wrote and handle.open_file is not None:
@@ -274,7 +280,7 @@ class Filesystem:
         if open_file is None:
             return
         try:
-            if handle.wrote:
+            if handle.wrote or handle.must_upload:
                 self._upload(handle)
         finally:
             if self.handles.detach(open_file):
@@ -285,7 +291,7 @@ class Filesystem:
                 open_file.buffer.close(keep_dirty=keep)
 
     def _upload(self, handle: Handle) -> None:
-        handle.wrote = False  # cleared first: a failed upload is reported once
+        handle.wrote = handle.must_upload = False  # first: a failure is reported once
         self.files.commit(handle.open_file)
 
     def close(self) -> None:

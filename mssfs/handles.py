@@ -77,8 +77,11 @@ class Handle:
     intent: OpenIntent
     reader: Any = None  # prefetch.ObjectReader for read handles
     open_file: OpenFile | None = None
-    # Bytes written (or a truncate/create) through this handle since its last upload.
+    # Bytes written (or an ftruncate) through this handle since its last upload.
     wrote: bool = False
+    # Opened by create or O_TRUNC and not uploaded since: ``release`` must upload even
+    # if nothing was written (an empty file, a truncated one).
+    must_upload: bool = False
 
 
 class HandleTable:

@@ -38,6 +38,27 @@ def test_empty_file_closed_without_writes_becomes_an_object(env):
     assert env.body("empty") == b""
 
 
+def test_shell_redirection_uploads_once(env):
+    # echo hi > f: create, dup2 onto stdout and close the original (a flush), write,
+    # close (a flush), release.
+    fh = env.fs.create("/f", 0o644, os.O_WRONLY | os.O_TRUNC)
+    env.fs.flush("/f", fh)
+    assert env.store.counts["PutObject"] == 0
+    env.fs.write("/f", fh, 0, b"hi\n")
+    env.fs.flush("/f", fh)
+    env.fs.release("/f", fh)
+    assert env.store.counts["PutObject"] == 1
+    assert env.body("f") == b"hi\n"
+    env.store.reset_counts()
+    fh = env.fs.open("/f", os.O_WRONLY | os.O_TRUNC)  # echo bye > f
+    env.fs.flush("/f", fh)
+    env.fs.write("/f", fh, 0, b"bye\n")
+    env.fs.flush("/f", fh)
+    env.fs.release("/f", fh)
+    assert env.store.counts["PutObject"] == 1
+    assert env.body("f") == b"bye\n"
+
+
 def test_upload_on_first_flush_of_a_handle_that_wrote(env):
     fh = env.fs.create("/f", 0o644, os.O_WRONLY)
     env.fs.write("/f", fh, 0, b"abc")
