@@ -57,6 +57,8 @@ class DirOps:
         attrs = self.fs.new_attrs(stat.S_IFDIR | (mode & 0o7777))
         self.put_marker(bucket, key, attrs)
         self.ns.changed(path, attrs)
+        # A new directory is empty: lookups of names in it (cp -r, tar) cost nothing.
+        self.ns.cache.put_listing(path, [])
 
     def put_marker(self, bucket: str, key: str, attrs: Attributes, base=None) -> None:
         """Write (or rewrite: SeaweedFS cannot self-copy ``dir/``) a directory marker."""
@@ -75,6 +77,7 @@ class DirOps:
         paths.check_bucket_name(name)
         self.store.create_bucket(name)
         self.ns.changed(path, self.ns.dir_attrs(self.fs.clock()))
+        self.ns.cache.put_listing(path, [])
 
     def rmdir(self, path: str) -> None:
         self.fs.check_writable(path)

@@ -165,15 +165,20 @@ class Renamer:
         objects = self._list_all(src_bucket, src_prefix)
         small = [o for o in objects if o.size <= SINGLE_COPY_LIMIT]
         large = [o for o in objects if o.size > SINGLE_COPY_LIMIT]
-        self._copy_parallel(src_bucket, bucket, small, src_prefix, prefix)
+        copies = self._copy_parallel(src_bucket, bucket, small, src_prefix, prefix)
         for info in large:
             new_key = prefix + info.key[len(src_prefix) :]
             etag = self._copy(src_bucket, info.key, bucket, new_key, info.size)
+            copies.append(ObjectInfo(new_key, info.size, etag, info.last_modified))
             self.ns.carry_over(info, new_key, etag)
         self._delete_all(src_bucket, [o.key for o in objects])
         self.ns.removed_tree(old)
         self.ns.removed_tree(new)
         self.ns.cache.put_missing(old)
+        # The copies are known without asking: a stat of a moved name costs nothing.
+        for copy in copies:
+            path = self.fs.root.path_for_key(bucket, copy.key)
+            self.ns.cache.put_stat(path, self.ns.object_attrs(copy))
         self._follow(old, new)
 
     def _list_all(self, bucket: str, prefix: str) -> list[ObjectInfo]:
@@ -186,7 +191,9 @@ class Renamer:
             if token is None:
                 return objects
 
-    def _copy_parallel(self, src_bucket, bucket, objects, src_prefix, prefix) -> None:
+    def _copy_parallel(self, src_bucket, bucket, objects, src_prefix, prefix) -> list:
+        """Copy ``objects`` under ``prefix``, a window at a time; the copies' infos."""
+        copies: list[ObjectInfo] = []
         window = self.fs.config.rename_concurrency
         for start in range(0, len(objects), window):
             futures = [
@@ -200,7 +207,10 @@ class Renamer:
             if failed:
                 raise failed[0]
             for info, future in zip(objects[start : start + window], futures, strict=True):
-                self.ns.carry_over(info, prefix + info.key[len(src_prefix) :], future.result())
+                new_key = prefix + info.key[len(src_prefix) :]
+                copies.append(ObjectInfo(new_key, info.size, future.result(), info.last_modified))
+                self.ns.carry_over(info, new_key, future.result())
+        return copies
 
     def _copy_one(self, src_bucket: str, info: ObjectInfo, bucket: str, key: str) -> str:
         if not info.key.endswith("/"):

@@ -274,3 +274,23 @@ def test_rename_beyond_the_single_copy_limit_uses_part_copies(env, monkeypatch):
     env.put("dir/huge", data)
     env.fs.rename("/dir", "/dir2")  # outside the pool: copy_large waits for its parts
     assert env.body("dir2/huge") == data
+
+
+def test_names_in_a_new_directory_cost_no_lookup(env):
+    env.fs.mkdir("/new", 0o755)
+    env.store.reset_counts()
+    with pytest.raises(NotFound):
+        env.fs.getattr("/new/file")
+    env.write_file("/new/file", b"x")
+    assert set(env.store.counts) == {"PutObject"}
+    assert [e.name for e in env.fs.readdir("/new")] == ["file"]
+
+
+def test_moved_names_are_known_after_a_directory_rename(env):
+    env.put("d/a", b"1")
+    env.put("d/sub/b", b"22")
+    env.fs.rename("/d", "/e")
+    env.store.reset_counts()
+    assert env.fs.getattr("/e/a").size == 1
+    assert env.fs.getattr("/e/sub/b").size == 2
+    assert sum(env.store.counts.values()) == 0
