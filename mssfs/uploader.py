@@ -9,9 +9,13 @@ filling memory: that is the backpressure. A part larger than the whole budget is
 admitted when nothing else is in flight, so progress never stops. Worker threads never
 wait for admission (only callers do), so the pool cannot deadlock on its own budget.
 
-Parts are either ``bytes`` or a ``FileRange`` (a region of a local file, read with
-``os.pread`` by the worker just before it sends it). A file range costs no memory while
-it waits in the queue; the write buffer streams file ranges of its staging file.
+Parts are ``bytes``, a ``FileRange`` (a region of a local file, read with ``os.pread``
+by the worker just before it sends it: no memory while it waits in the queue; the
+write buffer streams file ranges of its staging file) or a ``CopyRange`` (a range of a
+stored object, sent as UploadPartCopy: no bytes through us, no room in the budget).
+``upload_parts`` mixes them freely; ``upload_file`` and ``copy_large`` are built on it.
+So memory in flight is at most ``concurrency`` parts being sent, plus admitted
+``bytes`` parts, whatever the file size.
 
 ``UploadStream`` is one multipart upload fed part by part. ``CreateMultipartUpload`` is
 the first job the stream puts on the pool, and every part job waits for its result:
