@@ -104,15 +104,24 @@ def stream_part_size(part_number: int, *, min_part: int = 8 * MiB) -> int:
 class UploadConfig:
     part_size: int = 8 * MiB  # the smallest part; also the single-PUT threshold
     concurrency: int = 8  # upload worker threads (parts in flight at once)
-    max_bytes_in_flight: int = 128 * MiB  # admitted and not finished, all uploads together
+    # Bytes admitted and not finished, all uploads together. None: 128 MiB, or two
+    # parts when parts are larger (so a large part size never refuses to start).
+    max_bytes_in_flight: int | None = None
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE or self.part_size > MAX_PART_SIZE:
             raise ValueError("part_size must be between 5 MiB and 5 GiB")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.max_bytes_in_flight < self.part_size:
+        if self.max_bytes_in_flight is not None and self.max_bytes_in_flight < self.part_size:
             raise ValueError("max_bytes_in_flight must hold at least one part")
+
+    @property
+    def byte_budget(self) -> int:
+        """The effective ``max_bytes_in_flight``."""
+        if self.max_bytes_in_flight is not None:
+            return self.max_bytes_in_flight
+        return max(128 * MiB, 2 * self.part_size)
 
     @property
     def single_put_threshold(self) -> int:
@@ -277,7 +286,7 @@ class Uploader:
     # -- budget, for UploadStream -----------------------------------------------
     def _admit(self, size: int) -> None:
         with self._cond:
-            limit = self.config.max_bytes_in_flight
+            limit = self.config.byte_budget
             while (size and self._admitted and self._admitted + size > limit
                    and not self._closed):
                 self._cond.wait()

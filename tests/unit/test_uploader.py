@@ -127,6 +127,9 @@ def test_config_validation():
         UploadConfig(concurrency=0)
     with pytest.raises(ValueError):
         UploadConfig(part_size=8 * MiB, max_bytes_in_flight=4 * MiB)
+    assert UploadConfig().byte_budget == 128 * MiB
+    assert UploadConfig(part_size=512 * MiB).byte_budget == 1024 * MiB
+    assert UploadConfig(max_bytes_in_flight=64 * MiB).byte_budget == 64 * MiB
 
 
 # -- put and upload_file ------------------------------------------------------------------
