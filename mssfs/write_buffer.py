@@ -374,11 +374,15 @@ class WriteBuffer:
         if not parts:
             return None, None, []
         if self._stream is None:
+            try:
+                self._stream = self.uploader.start_stream(
+                    self.bucket, self.key, content_type=self._content_type,
+                    metadata=self._metadata)
+            except RuntimeError:  # the uploader is closing: the staged file will do
+                self._break_stream()
+                return None, None, []
             self._stream_meta = (self._content_type, dict(self._metadata))
             self._meta_required = False
-            self._stream = self.uploader.start_stream(
-                self.bucket, self.key, content_type=self._content_type,
-                metadata=self._metadata)
         self._handoffs += 1
         return None, self._stream, parts
 

@@ -197,6 +197,25 @@ def test_a_part_failing_while_writing_does_not_stop_the_writer(memory, setup, ca
     assert_kept(memory, recovery, raised.value, data, caplog)
 
 
+def test_writes_after_the_uploader_closed_are_kept(memory, tmp_path):
+    recovery = RecoveryFolder(str(tmp_path / "recovery"))
+    uploader = Uploader(memory, UploadConfig(part_size=PART))
+    buf = WriteBuffer(memory, uploader, recovery, BUCKET, KEY, base=None, truncate=True,
+                      content_type=None, metadata={}, staging_dir=str(tmp_path / "s"))
+    uploader.close()  # an unmount racing a writer
+    data = os.urandom(12 * MiB)
+    try:
+        fill(buf, data)  # the writes still land locally
+        with pytest.raises(UploadFailed):
+            buf.commit()
+        [kept] = recovery.list()
+        with open(kept.path, "rb") as f:
+            assert f.read() == data
+        assert memory.get_object(BUCKET, KEY).data == OLD
+    finally:
+        buf.close(keep_dirty=False)
+
+
 def test_failure_of_a_new_file_leaves_no_object(memory, setup, tmp_path):
     _, recovery = setup
     memory.fail_next("PutObject", errors.ServiceUnavailable("down"))
