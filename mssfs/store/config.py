@@ -35,7 +35,12 @@ class StoreConfig:
     verify_tls: bool | str = True
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    max_retries: int = 5  # attempts after the first one, for transient failures
+    # Transient failures are retried until ``retry_time`` seconds have passed since the
+    # call began (0: never retried); ``max_retries``, when set, also caps their number.
+    # The budget caps each attempt's timeouts too, so no call outlives it by more than
+    # one connect: an outage longer than the budget fails (EIO) in bounded time.
+    retry_time: float = 60.0
+    max_retries: int | None = None
     retry_base_delay: float = 0.2  # seconds; doubled each attempt, with full jitter
     retry_max_delay: float = 10.0
     pool_size: int = 32  # connections kept per host, per thread-local session
@@ -53,6 +58,8 @@ class StoreConfig:
             raise ValueError(f"invalid region {self.region!r}")
         if self.list_version not in (1, 2):
             raise ValueError("list_version must be 1 or 2")
+        if self.retry_time < 0 or (self.max_retries is not None and self.max_retries < 0):
+            raise ValueError("retry_time and max_retries must not be negative")
 
 
 def normalize_endpoint(value: str) -> str:

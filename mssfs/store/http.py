@@ -2,13 +2,22 @@
 
 How a call runs. Each public method describes one S3 request (``_Request``: operation
 name, method, bucket, key, query, headers, body) and hands it to ``_call`` with a
-parser for the answer. ``_call`` makes up to ``1 + config.max_retries`` attempts; each
-attempt signs the request afresh (a new time from the injected clock), sends it on this
-thread's session, reads the whole body, checks its length, and turns a failure into a
-typed ``StoreError``. Errors whose class is ``transient`` (5xx, SlowDown, 429, refused
-or reset connections, timeouts, short bodies) are retried after a full-jitter
-exponential backoff, when the body can be sent again (bytes, or a seekable file that is
-rewound to its start offset). Everything else is raised at once.
+parser for the answer. Each attempt signs the request afresh (a new time from the
+injected clock), sends it on this thread's session, reads the whole body, checks its
+length, and turns a failure into a typed ``StoreError``. Errors whose class is
+``transient`` (5xx, SlowDown, 429, refused or reset connections, timeouts, short bodies)
+are retried after a full-jitter exponential backoff, when the body can be sent again
+(bytes, or a seekable file that is rewound to its start offset). Everything else is
+raised at once.
+
+The retry budget is time, not a count (DESIGN.md §7): ``_call`` keeps retrying a
+transient failure until ``config.retry_time`` seconds (on the injected monotonic clock)
+have passed since the call began, so an outage shorter than the budget is ridden out.
+Each attempt's connect and read timeouts are capped by what is left of the budget (at
+least ``_MIN_ATTEMPT_TIMEOUT``), and no backoff sleeps past it: a server that stops
+answering for longer than the budget makes the call fail within about ``retry_time``
+plus one short attempt, never a hang. ``config.max_retries``, when set, also caps the
+number of retries (the pre-flight check of ``cli`` uses it to fail fast).
 
 Answers are judged at this edge only. A non-2xx answer becomes an error from its
 ``<Error>`` body (``errors.error_for``) and is never returned as data; a 4xx that is not
@@ -72,6 +81,8 @@ log = logging.getLogger("mssfs.store.http")
 _CHUNK = 1024 * 1024
 _SMALL_FILE_BODY = 8 * 1024 * 1024  # file bodies up to this size are read into memory
 _META_PREFIX = "x-amz-meta-"
+# The shortest timeout an attempt gets when little of the retry budget is left.
+_MIN_ATTEMPT_TIMEOUT = 1.0
 
 
 class Stats:
@@ -255,11 +266,13 @@ class HttpStore:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.stats = Stats()
         self._clock = clock
         self._sleep = sleep
+        self._monotonic = monotonic
         self._rng = rng
         parts = urlsplit(config.endpoint)
         self._scheme = parts.scheme
@@ -327,7 +340,8 @@ class HttpStore:
         return signing.sign_v4(req.method, host, path, req.params, headers, payload.sha256,
                                creds, self.config.region, now)
 
-    def _attempt(self, req: _Request, attempt: int) -> _Reply:
+    def _attempt(self, req: _Request, attempt: int,
+                 timeout: tuple[float, float]) -> _Reply:
         """One try: sign, send, read the whole body. Raises typed errors."""
         host, path, resource = self._address(req.bucket, req.key)
         headers = self._signed_headers(req, host, path, resource, req.payload)
@@ -339,8 +353,7 @@ class HttpStore:
         try:
             resp = self._session().request(
                 req.method, url, headers=_wire_headers(headers), data=req.payload.body(),
-                timeout=(self.config.connect_timeout, self.config.read_timeout),
-                stream=True, allow_redirects=False,
+                timeout=timeout, stream=True, allow_redirects=False,
             )
             status = resp.status_code
             body = self._read(req, resp)
@@ -433,23 +446,44 @@ class HttpStore:
 
     def _call(self, req: _Request, parse: Callable[[_Reply], Any] | None = None) -> Any:
         """Run ``req`` with retries; return ``parse(reply)`` (or the reply)."""
+        deadline = self._monotonic() + self.config.retry_time
         attempt = 0
         while True:
             req.attempts = attempt + 1
             try:
-                reply = self._attempt(req, attempt)
+                reply = self._attempt(req, attempt, self._timeouts(deadline))
                 if not 200 <= reply.status < 300:
                     raise self._error_of(req, reply)
                 return self._parse(req, reply, parse)
             except errors.StoreError as exc:
-                if not (exc.transient and attempt < self.config.max_retries):
+                delay = self._retry_delay(exc, attempt, deadline)
+                if delay is None:
                     self.stats.count_error()
                     raise
                 self.stats.count_retry()
-                delay = min(self.config.retry_max_delay,
-                            self.config.retry_base_delay * 2**attempt)
-                self._sleep(self._rng() * delay)
+                self._sleep(delay)
                 attempt += 1
+
+    def _timeouts(self, deadline: float) -> tuple[float, float]:
+        """(connect, read) timeouts of the next attempt: the configured ones, capped by
+        what is left of the retry budget (a budget of 0 means no retries, no cap)."""
+        connect, read = self.config.connect_timeout, self.config.read_timeout
+        if self.config.retry_time <= 0:
+            return connect, read
+        left = max(deadline - self._monotonic(), _MIN_ATTEMPT_TIMEOUT)
+        return min(connect, left), min(read, left)
+
+    def _retry_delay(self, exc: errors.StoreError, attempt: int,
+                     deadline: float) -> float | None:
+        """Seconds to wait before retrying ``exc``, or None when it must be raised."""
+        cap = self.config.max_retries
+        if not exc.transient or (cap is not None and attempt >= cap):
+            return None
+        left = deadline - self._monotonic()
+        if left <= 0:
+            return None
+        backoff = min(self.config.retry_max_delay, self.config.retry_base_delay * 2**attempt)
+        return min(self._rng() * backoff, left)
 
     def _parse(self, req: _Request, reply: _Reply, parse: Callable[[_Reply], Any] | None) -> Any:
         if parse is None:
