@@ -120,6 +120,7 @@ class StoreOptions:
     ca_bundle: str | None = None
     no_verify_ssl: bool = False
     retries: int = 5
+    retry_time: float = 60.0  # seconds transient failures are retried before EIO
     timeout: float = 60.0  # read timeout of one request
     connect_timeout: float = 10.0
     anonymous: bool = False
@@ -212,6 +213,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ca_bundle", "store", "ca_bundle", str, "verify TLS against this CA bundle file"),
     _flag("no_verify_ssl", "store", "no_verify_ssl", "do not verify TLS certificates (unsafe)"),
     Option("retries", "store", "retries", parse_int, "retries of a failed transient request"),
+    Option("retry_time", "store", "retry_time", parse_duration,
+           "how long transient failures are retried before an operation fails with EIO"),
     Option("timeout", "store", "timeout", parse_duration, "read timeout of one request"),
     Option("connect_timeout", "store", "connect_timeout", parse_duration, "connect timeout"),
     _flag("anonymous", "store", "anonymous", "send unsigned requests (public buckets)"),
