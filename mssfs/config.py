@@ -109,6 +109,7 @@ class FuseOptions:
     attr_timeout: float = 1.0  # how long the kernel trusts attributes without asking
     entry_timeout: float = 1.0
     negative_timeout: float = 0.0
+    url_expires: float = 3600.0  # expiry of the presigned URL in ``user.mssfs.url``
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ class UploadOptions:
     upload_concurrency: int = 8
     staging_dir: str | None = None  # None: the system temporary directory
     recovery_dir: str | None = None  # None: $XDG_DATA_HOME/mssfs/recovery
+    # At mount: abort multipart uploads in the bucket older than this (None: off).
+    abort_uploads_older_than: float | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("entry_timeout", "fuse", "entry_timeout", parse_duration, "kernel name cache time"),
     Option("negative_timeout", "fuse", "negative_timeout", parse_duration,
            "kernel cache time of missing names"),
+    Option("url_expires", "fuse", "url_expires", parse_duration,
+           "expiry of the presigned URL read from the user.mssfs.url attribute"),
     # the object store
     Option("endpoint", "store", "endpoint", str,
            "S3 endpoint URL (also --endpoint, $MSS_ENDPOINT)"),
@@ -247,6 +252,8 @@ OPTIONS: tuple[Option, ...] = (
            "where files being rewritten are staged (default: the system temp dir)"),
     Option("recovery_dir", "upload", "recovery_dir", str,
            "where bytes of failed uploads are kept (default: ~/.local/share/mssfs/recovery)"),
+    Option("abort_uploads_older_than", "upload", "abort_uploads_older_than", parse_duration,
+           "at mount, abort the bucket's multipart uploads older than this (e.g. 1d)"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mssfs.config import MountConfig
+from mssfs.control import ControlFilesystem
 from mssfs.fuse_ops import FuseOperations, mfusepy
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Components:
     store: Any
     filesystem: Any
     closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    stats: Any = None  # stats.StatsSource: what user.mssfs.stats answers
 
     def close(self) -> None:
         while self.closers:
@@ -87,6 +89,7 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
     from mssfs.namespace import FsConfig
     from mssfs.paths import MountRoot
     from mssfs.recovery import RecoveryFolder
+    from mssfs.stats import StatsSource
     from mssfs.uploader import UploadConfig, Uploader
 
     store = build_store(config) if store is None else store
@@ -98,14 +101,15 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
         stat_ttl=_ttl(cache.stat_ttl), negative_ttl=_ttl(cache.negative_ttl),
         listing_ttl=_ttl(cache.dir_ttl), max_entries=cache.cache_entries,
     ))
-    prefetcher = _read_path(config, store, parts)
+    prefetcher, block_cache, disk = _read_path(config, store, parts)
     uploader = Uploader(
         store, UploadConfig(part_size=up.part_size, concurrency=up.upload_concurrency)
     )
     parts.closers.append(("uploader", uploader.close))
     fs_config = FsConfig(
         read_only=config.fuse.read_only, umask=config.fuse.umask,
-        exact_metadata=cache.exact_metadata, **_optional(
+        exact_metadata=cache.exact_metadata,
+        presign_expires=max(1, int(config.fuse.url_expires)), **_optional(
             uid=config.fuse.uid, gid=config.fuse.gid, staging_dir=up.staging_dir),
     )
     parts.filesystem = Filesystem(
@@ -115,11 +119,16 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
     )
     # Not in closers: the FUSE ``destroy`` callback closes the filesystem (finishing
     # uploads) while the uploader and the store are still open.
+    parts.stats = StatsSource(
+        store, parts.filesystem, uploader, metadata, block_cache, disk,
+        info={"source": str(config.source), "mountpoint": config.mountpoint,
+              "endpoint": "memory" if config.memory else config.store.endpoint},
+    )
     return parts
 
 
-def _read_path(config: MountConfig, store: Any, parts: Components) -> Any:
-    """The block caches (memory, and disk when ``cache_dir`` is set) and the prefetcher."""
+def _read_path(config: MountConfig, store: Any, parts: Components) -> tuple[Any, Any, Any]:
+    """The prefetcher and its block caches (memory, and disk when ``cache_dir`` is set)."""
     from mssfs.disk_cache import DiskBlockCache, DiskCacheConfig
     from mssfs.prefetch import Prefetcher, ReadConfig
     from mssfs.read_cache import BlockCache
@@ -134,9 +143,10 @@ def _read_path(config: MountConfig, store: Any, parts: Components) -> Any:
         max_inflight_bytes=cache.read_ahead_budget, max_concurrency=cache.read_concurrency,
         cache_bytes=cache.read_cache_size,
     )
-    prefetcher = Prefetcher(store, read, BlockCache(read.cache_bytes), disk)
+    blocks = BlockCache(read.cache_bytes)
+    prefetcher = Prefetcher(store, read, blocks, disk)
     parts.closers.append(("prefetcher", prefetcher.close))
-    return prefetcher
+    return prefetcher, blocks, disk
 
 
 def _optional(**values: Any) -> dict[str, Any]:
@@ -180,7 +190,10 @@ def serve(config: MountConfig, parts: Components, on_ready: Callable[[], None] |
         if on_ready is not None:
             on_ready()
 
-    operations = FuseOperations(parts.filesystem, signal_ready)
+    target = parts.filesystem
+    if parts.stats is not None:
+        target = ControlFilesystem(parts.filesystem, parts.stats.snapshot)
+    operations = FuseOperations(target, signal_ready)
     try:
         with warnings.catch_warnings():
             # mfusepy warns that it ignores Operations.__call__; ours is called explicitly.
