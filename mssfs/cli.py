@@ -30,6 +30,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from mssfs import commands
 from mssfs.config import (
     ConfigError,
     MountConfig,
@@ -65,12 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=options_help() + "\n\n" + CREDENTIALS_HELP,
     )
     mount.add_argument("args", nargs="+", metavar="[BUCKET[:/PREFIX]] MOUNTPOINT")
-    mount.add_argument("--endpoint", help=f"S3 endpoint URL (default $MSS_ENDPOINT, "
-                       f"else {DEFAULT_ENDPOINT})")
-    mount.add_argument("--region", help="region for SigV4 signatures [us-east-1]")
-    mount.add_argument("--profile", help="profile of ~/.aws/credentials [default]")
-    mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPT,...",
-                       help="mount options, see below")
     mount.add_argument("-f", "--foreground", action="store_true",
                        help="stay in the foreground (default: return once mounted)")
     mount.add_argument("--debug", action="store_true", help="log every S3 request")
@@ -79,11 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--memory", action="store_true",
                        help="dev mount over an in-memory store: data vanishes on unmount")
     mount.add_argument("--ready-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
-    umount = sub.add_parser("umount", help="finish pending uploads and unmount")
+    add_store_arguments(mount)
+    umount = sub.add_parser("umount", help="finish pending uploads and unmount",
+                            description="Waits for running uploads (progress on a "
+                            "terminal), unmounts, then waits for the mount process to end.")
     umount.add_argument("mountpoint")
     umount.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds to wait for pending uploads [3600]")
+    commands.add_parsers(sub, add_store_arguments)
     return parser
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that choose the store and credentials (mount and mpu)."""
+    parser.add_argument("--endpoint", help=f"S3 endpoint URL (default $MSS_ENDPOINT, "
+                        f"else {DEFAULT_ENDPOINT})")
+    parser.add_argument("--region", help="region for SigV4 signatures [us-east-1]")
+    parser.add_argument("--profile", help="profile: [profile.NAME] of the config file and "
+                        "[NAME] of ~/.aws/credentials [default]")
+    parser.add_argument("--config", metavar="FILE", help="config file (default $MSSFS_CONFIG, "
+                        "else /etc/mssfs/config.toml and ~/.config/mssfs/config.toml)")
+    parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT,...",
+                        help="mount options, see mssfs mount --help")
 
 
 CREDENTIALS_HELP = """\
@@ -91,8 +103,14 @@ credentials, first found wins:
   MSS_ACCESS_KEY_ID / MSS_SECRET_ACCESS_KEY
   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN)
   -o passwd_file=FILE (s3fs format, mode 600)
+  access_key_id/secret_access_key in the config file (mode 600)
   ~/.aws/credentials, profile --profile, $AWS_PROFILE or "default"
-A secret is never accepted on the command line."""
+A secret is never accepted on the command line.
+
+config file (TOML): every -o option as a key (endpoint = "http://...",
+stat_ttl = "30s", ro = true), also debug and log_file; [profile.NAME] tables
+are selected with --profile NAME or -o profile=NAME. Precedence: command line >
+environment > config file > defaults."""
 
 
 def find_libfuse3() -> str | None:
@@ -136,8 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "mount":
             return cmd_mount(args, os.environ)
-        return cmd_umount(args, os.environ)
-    except (CliError, ConfigError, CredentialsError, mounting.MountError) as exc:
+        if args.command == "umount":
+            return cmd_umount(args, os.environ)
+        return commands.run(
+            args, lambda bucket: store_config(args, os.environ, bucket)[0])
+    except (CliError, ConfigError, CredentialsError, mounting.MountError,
+            commands.CommandError) as exc:
         print(f"mssfs: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -156,8 +178,10 @@ def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     config, secrets = build_config(args, env)
     setup_logging(config, env, secrets)
     runtime = runtime_dir(env)
+    scrub_secrets(os.environ)
     if not config.memory:
         preflight(config)
+        commands.abort_old_uploads(config)
     if config.foreground:
         mounting.run_foreground(config, runtime)
     else:
@@ -168,8 +192,20 @@ def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_umount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from mssfs import mount as mounting
 
+    commands.wait_before_unmount(args.mountpoint, timeout=args.timeout)
     mounting.unmount(args.mountpoint, runtime_dir(env), timeout=args.timeout)
     return 0
+
+
+# Secrets the mount process holds in memory once read: children it starts (libfuse may
+# run fusermount3) must not inherit them in their environment.
+SECRET_VARIABLES = ("MSS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "MSS_SESSION_TOKEN")
+
+
+def scrub_secrets(env: MutableMapping[str, str]) -> None:
+    for name in SECRET_VARIABLES:
+        env.pop(name, None)
 
 
 def split_positionals(values: Sequence[str]) -> tuple[Source, str]:
@@ -185,17 +221,53 @@ def build_config(
 ) -> tuple[MountConfig, list[str]]:
     """The frozen MountConfig, and the secrets for the log filter."""
     source, mountpoint = split_positionals(args.args)
-    parsed = parse_options(args.options)
+    store, parsed, settings = store_config(args, env, source.bucket)
+    config = MountConfig(
+        source=source, mountpoint=os.path.abspath(mountpoint), store=store,
+        fuse=build_section("fuse", parsed["fuse"]),
+        cache=_absolute(build_section("cache", parsed["cache"]), "cache_dir"),
+        upload=_upload_section(parsed["upload"], env),
+        foreground=args.foreground, debug=args.debug or bool(settings.debug),
+        log_file=_log_file(args.log_file or settings.log_file), memory=args.memory,
+    )
+    credentials = store.credentials
+    secrets = [] if credentials is None else [credentials.secret_key]
+    if credentials is not None and credentials.session_token:
+        secrets.append(credentials.session_token)
+    return config, secrets
+
+
+def _log_file(path: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
+def store_config(
+    args: argparse.Namespace, env: Mapping[str, str], bucket: str | None
+) -> tuple[StoreConfig, dict[str, dict[str, Any]], Any]:
+    """The store's config with credentials, the merged options, and the file settings.
+
+    Precedence: command line > environment > config file > defaults."""
+    from mssfs.config_file import config_paths, load
+
+    given = parse_options(args.options)
+    profile = args.profile or given["store"].get("profile") or env.get("MSSFS_PROFILE")
+    settings = load(config_paths(env, args.config), profile)
+    parsed = {name: {**settings.options.get(name, {}), **values}
+              for name, values in given.items()}
     store_opts = build_section("store", parsed["store"])
     credentials = None
-    if not (args.memory or store_opts.anonymous):
+    if not (getattr(args, "memory", False) or store_opts.anonymous):
         resolved = resolve_credentials(
-            env, bucket=source.bucket, passwd_file=store_opts.passwd_file,
-            profile=args.profile or store_opts.profile,
+            env, bucket=bucket, profile=profile,
+            # A passwd_file on the command line beats credentials in the config file.
+            passwd_file=given["store"].get("passwd_file") or (
+                None if settings.credentials else store_opts.passwd_file),
+            configured=settings.credentials, configured_source=settings.credentials_source,
         )
         credentials = resolved.credentials
         log.debug("credentials from %s", resolved.source)
-    endpoint = args.endpoint or store_opts.endpoint or env.get("MSS_ENDPOINT") or DEFAULT_ENDPOINT
+    endpoint = (args.endpoint or given["store"].get("endpoint") or env.get("MSS_ENDPOINT")
+                or store_opts.endpoint or DEFAULT_ENDPOINT)
     try:
         store = StoreConfig(
             endpoint=normalize_endpoint(endpoint), credentials=credentials,
@@ -208,18 +280,7 @@ def build_config(
         )
     except ValueError as exc:
         raise CliError(str(exc))
-    config = MountConfig(
-        source=source, mountpoint=os.path.abspath(mountpoint), store=store,
-        fuse=build_section("fuse", parsed["fuse"]),
-        cache=_absolute(build_section("cache", parsed["cache"]), "cache_dir"),
-        upload=_upload_section(parsed["upload"], env),
-        foreground=args.foreground, debug=args.debug,
-        log_file=os.path.abspath(args.log_file) if args.log_file else None, memory=args.memory,
-    )
-    secrets = [] if credentials is None else [credentials.secret_key]
-    if credentials is not None and credentials.session_token:
-        secrets.append(credentials.session_token)
-    return config, secrets
+    return store, parsed, settings
 
 
 # -- checks before mounting: cheap ones first, then one request ---------------------------

@@ -10,6 +10,8 @@ that never shows the secret):
    ``passwd-s3fs``: ``ACCESS_KEY:SECRET_KEY`` lines, or ``BUCKET:ACCESS_KEY:SECRET_KEY``
    lines that win for that bucket; ``#`` comments. The file is refused when its group or
    other users have any access to it, as s3fs does;
+3b. ``access_key_id``/``secret_access_key`` of the config file (``config_file``, which
+   refuses a file readable by others), passed in as ``configured``;
 4. ``~/.aws/credentials`` (or ``$AWS_SHARED_CREDENTIALS_FILE``), profile ``--profile``,
    else ``$AWS_PROFILE``, else ``default``.
 
@@ -46,6 +48,8 @@ def resolve_credentials(
     passwd_file: str | None = None,
     profile: str | None = None,
     home: str | None = None,
+    configured: Credentials | None = None,
+    configured_source: str = "config file",
 ) -> ResolvedCredentials:
     """The first key pair found in the order described in the module docstring."""
     for prefix in ("MSS", "AWS"):
@@ -54,6 +58,8 @@ def resolve_credentials(
             return found
     if passwd_file:
         return ResolvedCredentials(read_passwd_file(passwd_file, bucket), f"file {passwd_file}")
+    if configured is not None:
+        return ResolvedCredentials(configured, configured_source)
     home = home or env.get("HOME") or os.path.expanduser("~")
     path = env.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials")
     name = profile or env.get("AWS_PROFILE") or "default"

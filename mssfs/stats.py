@@ -28,6 +28,8 @@ from typing import Any
 
 __all__ = ["StatsSource", "file_state", "format_stats", "pending_work"]
 
+MAX_RECOVERY_LISTED = 50
+
 # Upload states of one path, as ``user.mssfs.state`` answers them.
 CLEAN, DIRTY, UPLOADING, FAILED = "clean", "dirty", "uploading", "failed"
 
@@ -112,9 +114,12 @@ class StatsSource:
 
     def _recovery(self) -> dict[str, Any]:
         folder = self.filesystem.recovery
+        found = folder.list()
+        # The newest few only: the whole answer must fit one xattr (64 KiB).
         files = [{"path": f.path, "bucket": f.bucket, "key": f.key, "size": f.size,
-                  "saved_at": f.saved_at} for f in folder.list()]
-        return {"dir": folder.path, "files": files}
+                  "saved_at": f.saved_at} for f in found[-MAX_RECOVERY_LISTED:]]
+        return {"dir": folder.path, "count": len(found),
+                "bytes": sum(f.size for f in found), "files": files}
 
 
 def _store_counters(store: Any) -> dict[str, Any]:
@@ -176,7 +181,8 @@ def format_stats(snap: dict[str, Any]) -> str:
         f"({human_size(up.get('bytes_dirty', 0))}), {up.get('files_uploading', 0)} uploading, "
         f"{up.get('files_failed', 0)} failed; parts {up.get('pending', 0)} pending, "
         f"{up.get('in_flight', 0)} in flight, {up.get('failed', 0)} failed",
-        f"recovery   {len(rec.get('files', []))} files in {rec.get('dir', '-')}",
+        f"recovery   {rec.get('count', 0)} files ({human_size(rec.get('bytes', 0))}) "
+        f"in {rec.get('dir', '-')}",
     ]
     lines += [f"  {f['bucket']}/{f['key']} ({human_size(f['size'])}): {f['path']}"
               for f in rec.get("files", [])]
