@@ -98,6 +98,8 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mount options, see mssfs mount --help")
 
 
+COMMANDS = ("mount", "umount", "url", "stats", "mpu")
+
 CREDENTIALS_HELP = """\
 credentials, first found wins:
   MSS_ACCESS_KEY_ID / MSS_SECRET_ACCESS_KEY
@@ -142,6 +144,13 @@ def select_fuse_library(env: MutableMapping[str, str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command. Every failure is one line on stderr and exit 1, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        # ``mssfs SOURCE MOUNTPOINT -o ...``: how mount.fuse3 runs the subtype of
+        # ``mount -t fuse.mssfs`` (see mount_helper).
+        from mssfs.mount_helper import translate
+
+        argv = translate(argv) or ["--help"]
     args = build_parser().parse_args(argv)
     try:
         # Before anything imports the binding (mssfs.mount → mssfs.fuse_ops → mfusepy).
