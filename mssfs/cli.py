@@ -40,12 +40,11 @@ from mssfs.config import (
     parse_options,
 )
 from mssfs.credentials import CredentialsError, resolve_credentials
+from mssfs.log_config import setup_logging
 from mssfs.store import errors
 from mssfs.store.config import DEFAULT_ENDPOINT, StoreConfig, normalize_endpoint
 
 log = logging.getLogger("mssfs.cli")
-
-LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
 class CliError(Exception):
@@ -177,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("unexpected failure", exc_info=True)
         print(f"mssfs: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def mount_helper_main(argv: Sequence[str] | None = None) -> int:
+    """``mount.mssfs SOURCE MOUNTPOINT -o OPTIONS``, as mount(8) runs it (mount_helper)."""
+    from mssfs.mount_helper import translate
+
+    args = translate(sys.argv[1:] if argv is None else argv)
+    return 0 if args is None else main(args)
 
 
 def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -397,43 +404,3 @@ def runtime_dir(env: Mapping[str, str]) -> str:
     """Where mount pid files live: $XDG_RUNTIME_DIR/mssfs, else /tmp/mssfs-UID."""
     base = env.get("XDG_RUNTIME_DIR")
     return os.path.join(base, "mssfs") if base else f"/tmp/mssfs-{os.getuid()}"
-
-
-class SecretFilter(logging.Filter):
-    """Masks secrets in any record, should a message ever carry one."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(s in message for s in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, None
-        return True
-
-
-def setup_logging(config: MountConfig, env: Mapping[str, str], secrets: Sequence[str]) -> None:
-    """``mssfs`` logger: INFO (DEBUG with --debug) to stderr with -f, else to a file."""
-    logger = logging.getLogger("mssfs")
-    logger.setLevel(logging.DEBUG if config.debug else logging.INFO)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    if config.log_file:
-        handler: logging.Handler = logging.FileHandler(config.log_file)
-    elif config.foreground:
-        handler = logging.StreamHandler(sys.stderr)
-    else:
-        state = env.get("XDG_STATE_HOME") or os.path.join(
-            env.get("HOME") or os.path.expanduser("~"), ".local", "state")
-        os.makedirs(os.path.join(state, "mssfs"), mode=0o700, exist_ok=True)
-        handler = logging.FileHandler(os.path.join(state, "mssfs", "mount.log"))
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(SecretFilter(secrets))
-    logger.addHandler(handler)
-    logger.propagate = False
-    # The binding logs its own callback errors at DEBUG; ours are logged in fuse_ops.
-    logging.getLogger("mfusepy").setLevel(logging.WARNING)

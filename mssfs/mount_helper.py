@@ -1,5 +1,8 @@
 """``mount.mssfs``: the helper that ``mount -t fuse.mssfs`` and ``/etc/fstab`` run.
 
+This module translates mount(8)'s helper arguments into ``mssfs mount`` arguments
+(pure); the console script is ``cli.mount_helper_main``, since ``cli`` alone reads argv.
+
 How mount(8) finds it. For ``-t fuse.mssfs`` util-linux runs ``/sbin/mount.fuse.mssfs``
 when it exists, else ``/sbin/mount.fuse`` (fuse3's ``mount.fuse3``), which in turn runs
 the program named by the subtype, ``mssfs``, found on ``$PATH``. Both routes work:
@@ -23,7 +26,6 @@ Credentials cannot come from fstab itself: use ``passwd_file=``, a config file o
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 
@@ -64,16 +66,3 @@ def translate(argv: Sequence[str]) -> list[str] | None:
         elif item:
             kept.append(item)
     return args + (["-o", ",".join(kept)] if kept else [])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from mssfs.cli import main as mssfs_main
-
-    args = translate(sys.argv[1:] if argv is None else argv)
-    if args is None:
-        return 0
-    return mssfs_main(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -6,6 +6,7 @@ import pytest
 
 from mssfs import cli
 from mssfs.config import Source
+from mssfs.log_config import SecretFilter
 
 
 def args_for(*argv):
@@ -137,7 +138,7 @@ def test_runtime_dir():
 
 
 def test_secret_filter_masks_secrets_in_messages_and_arguments():
-    filt = cli.SecretFilter(["sekrit", ""])
+    filt = SecretFilter(["sekrit", ""])
     record = logging.LogRecord("mssfs", logging.INFO, __file__, 1, "got %s in %s",
                                ("sekrit", "x-sekrit-y"), None)
     assert filt.filter(record)
