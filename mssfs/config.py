@@ -120,7 +120,7 @@ class StoreOptions:
     path_style: bool = True  # False: virtual-hosted addressing (bucket.host)
     ca_bundle: str | None = None
     no_verify_ssl: bool = False
-    retries: int = 5
+    retries: int | None = None  # None: only retry_time bounds the retries
     retry_time: float = 60.0  # seconds transient failures are retried before EIO
     timeout: float = 60.0  # read timeout of one request
     connect_timeout: float = 10.0
