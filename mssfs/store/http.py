@@ -211,6 +211,16 @@ class _Request:
     payload: _Payload = field(default_factory=_Payload)
     content_md5: bool = False
     attempts: int = 0  # set by _call: how many times the request was sent
+    # get_object_into: a 2xx body goes to sink(offset, chunk) in chunk_size pieces
+    # instead of into memory; streamed counts the bytes the last attempt delivered.
+    sink: Callable[[int, bytes], None] | None = None
+    chunk_size: int = _CHUNK
+    streamed: int = 0
+
+
+class _SinkFailed(Exception):
+    """The sink of ``get_object_into`` raised: passed through the retry loop untouched
+    and unwrapped by ``get_object_into``."""
 
 
 @dataclass
@@ -357,7 +367,7 @@ class HttpStore:
             )
             status = resp.status_code
             body = self._read(req, resp)
-            received = len(body)
+            received = len(body) or req.streamed
             return _Reply(status, resp.headers, body)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._transport_error(req, exc) from exc
@@ -377,8 +387,13 @@ class HttpStore:
         announced = resp.headers.get("Content-Length", "")
         bodiless = req.method == "HEAD" or resp.status_code in (204, 304)
         expected = int(announced) if announced.isdigit() and not bodiless else None
+        req.streamed = 0
         try:
-            if expected:
+            if expected and req.sink is not None and self._streams(req, resp):
+                self._stream(req, resp, expected)
+                data = b""
+                expected = 0
+            elif expected:
                 data = resp.raw.read(expected, decode_content=False)
             else:
                 data = resp.raw.read(decode_content=False)
@@ -396,6 +411,34 @@ class HttpStore:
                 status=resp.status_code, bucket=req.bucket, key=req.key)
         resp.raw.release_conn()
         return data
+
+    @staticmethod
+    def _streams(req: _Request, resp: requests.Response) -> bool:
+        # A 200 to a ranged GET is the whole object (the server ignored Range): read it
+        # into memory and let _get_result cut the range out of it.
+        return resp.status_code == 206 or (
+            resp.status_code == 200 and "Range" not in req.headers)
+
+    def _stream(self, req: _Request, resp: requests.Response, expected: int) -> None:
+        """Hand the body to ``req.sink`` in ``req.chunk_size`` pieces. Small reads into
+        fresh ``bytes`` reuse the allocator's free memory; one large body-sized buffer
+        per GET would page-fault every page of it (measured: 3x the CPU per byte)."""
+        assert req.sink is not None
+        while req.streamed < expected:
+            chunk = resp.raw.read(min(req.chunk_size, expected - req.streamed),
+                                  decode_content=False)
+            if not chunk:
+                resp.close()
+                raise errors.IncompleteBody(
+                    f"{req.op}: got {req.streamed} of {expected} bytes",
+                    code="IncompleteBody", status=resp.status_code,
+                    bucket=req.bucket, key=req.key)
+            try:
+                req.sink(req.streamed, chunk)
+            except Exception as exc:  # the caller's own failure: not a transport error
+                resp.close()
+                raise _SinkFailed(exc) from exc
+            req.streamed += len(chunk)
 
     def _transport_error(self, req: _Request, exc: BaseException) -> errors.StoreError:
         if isinstance(exc, errors.StoreError):
@@ -605,9 +648,52 @@ class HttpStore:
             return GetResult(whole.data[:end], whole.etag, whole.size, whole.last_modified,
                              whole.content_type, whole.metadata)
 
+    def get_object_into(
+        self,
+        bucket: str,
+        key: str,
+        sink: Callable[[int, bytes], None],
+        start: int = 0,
+        end: int | None = None,
+        *,
+        if_match: str | None = None,
+        chunk_size: int = _CHUNK,
+    ) -> GetResult:
+        """``get_object`` without holding the body: each piece of ``chunk_size`` bytes
+        (the last one shorter) goes to ``sink(offset_in_range, chunk)`` as it arrives,
+        and the result's ``data`` is empty (its ``size`` is the object's). A retried
+        attempt starts again at offset 0, so the sink must accept rewrites. An exception
+        from the sink ends the call at once (no retry) and is raised as it is."""
+        headers = {"If-Match": f'"{s3_xml.strip_etag(if_match)}"'} if if_match else {}
+        if start > 0 or end is not None:
+            if end is not None and end <= start:
+                return self.get_object(bucket, key, start, end, if_match=if_match)
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        req = _Request("GetObject", "GET", bucket, key, headers=headers, sink=sink,
+                       chunk_size=chunk_size)
+
+        def parse(reply: _Reply) -> GetResult:
+            result = self._get_result(req, reply, start, end)
+            for pos in range(0, len(result.data), chunk_size):  # Range ignored: cut here
+                sink(pos, result.data[pos:pos + chunk_size])
+            return result
+
+        try:
+            return self._call(req, parse)
+        except _SinkFailed as exc:
+            raise exc.__cause__ from None  # type: ignore[misc]
+        except errors.InvalidRange:
+            if start != 0:
+                raise
+            whole = self.get_object(bucket, key, 0, end, if_match=if_match)
+            if whole.data:
+                sink(0, whole.data)
+            return GetResult(b"", whole.etag, whole.size, whole.last_modified,
+                             whole.content_type, whole.metadata)
+
     def _get_result(self, req: _Request, reply: _Reply, start: int,
                     end: int | None) -> GetResult:
-        data, size = reply.body, len(reply.body)
+        data, size = reply.body, len(reply.body) or req.streamed
         if reply.status == 206:
             match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)",
                                  reply.headers.get("Content-Range", "").strip())
@@ -615,9 +701,10 @@ class HttpStore:
                 raise self._not_s3(req, "a partial answer without a matching Content-Range")
             size = int(match.group(3)) if match.group(3) != "*" else -1
             stop = size if end is None else min(max(end, start + 1), size)
-            if size >= 0 and len(data) != stop - start:
+            got = len(data) or req.streamed
+            if size >= 0 and got != stop - start:
                 want = stop - start
-                raise errors.IncompleteBody(f"GetObject: got {len(data)} of {want} bytes",
+                raise errors.IncompleteBody(f"GetObject: got {got} of {want} bytes",
                                             code="IncompleteBody", status=206,
                                             bucket=req.bucket, key=req.key)
         elif start or end is not None:

@@ -14,8 +14,11 @@ error is raised: no half-assembled object and no orphaned upload are left behind
 Download. A HEAD gives the size and the ETag; then parallel ranged GETs, each pinned to
 that ETag with If-Match (an object overwritten during the download fails cleanly with
 ``PreconditionFailed`` instead of mixing two versions), are written with ``os.pwrite``
-into a temporary file beside the target, which is renamed into place only once every
-range has arrived. On failure the temporary file is removed and the target untouched.
+into a temporary file beside the target (as they arrive, 1 MiB at a time, when the store
+offers ``get_object_into``: an 8 MiB buffer per GET costs page faults on every page of
+it, measured at three times the CPU per byte of the whole download), which is renamed
+into place only once every range has arrived. On failure the temporary file is removed
+and the target untouched.
 
 Threads: each call owns its ``ThreadPoolExecutor`` and shuts it down before returning
 (the ``with`` block), so no thread outlives the call. No locks: workers share only the
@@ -175,10 +178,24 @@ def download_file(
 
 def _fetch(store: ObjectStore, bucket: str, key: str, etag: str, fd: int, start: int,
            end: int) -> Callable[[], object]:
+    get_into = getattr(store, "get_object_into", None)
+
     def run() -> None:
-        data = store.get_object(bucket, key, start, end, if_match=etag).data
-        _check_length(data, end - start, bucket, key)
-        _write_all(fd, data, start)
+        if get_into is None:
+            data = store.get_object(bucket, key, start, end, if_match=etag).data
+            _check_length(data, end - start, bucket, key)
+            _write_all(fd, data, start)
+            return
+        got = [0]  # the furthest byte written (a retried GET rewrites from its start)
+
+        def sink(offset: int, chunk: bytes) -> None:
+            _write_all(fd, chunk, start + offset)
+            got[0] = max(got[0], offset + len(chunk))
+
+        get_into(bucket, key, sink, start, end, if_match=etag)
+        if got[0] != end - start:
+            raise IncompleteBody(f"got {got[0]} of {end - start} bytes",
+                                 code="IncompleteBody", bucket=bucket, key=key)
     return run
 
 

@@ -267,6 +267,67 @@ def test_range_request_and_a_server_that_ignores_range(server, store) -> None:
     assert store.get_object("bkt", "k", 2, 5).data == b"cde"
 
 
+class Chunks(dict):
+    """A sink for get_object_into: offset -> chunk, the last write at an offset wins."""
+
+    def __call__(self, offset: int, chunk: bytes) -> None:
+        self[offset] = chunk
+
+    def joined(self) -> bytes:
+        return b"".join(self[k] for k in sorted(self))
+
+
+def test_get_object_into_streams_chunks_to_the_sink(server, store) -> None:
+    body = bytes(range(256)) * 40  # 10,240 bytes
+    server.script(Answer(206, body, {"ETag": '"e"', "Content-Range": "bytes 5-10244/20000"}))
+    sink = Chunks()
+    got = store.get_object_into("bkt", "k", sink, 5, 10245, if_match="e", chunk_size=4096)
+    assert sorted(sink) == [0, 4096, 8192]
+    assert sink.joined() == body
+    assert (got.data, got.size, got.etag) == (b"", 20000, "e")
+    assert server.seen[0].headers["Range"] == "bytes=5-10244"
+    assert server.seen[0].headers["If-Match"] == '"e"'
+    assert store.stats.snapshot()["bytes_received"] == len(body)
+
+
+def test_get_object_into_restarts_the_sink_on_a_retried_short_body(server, store) -> None:
+    server.script(Answer(200, b"x" * 50, {"ETag": '"e"'}, short_by=10),
+                  Answer(200, b"y" * 60, {"ETag": '"e"'}))
+    sink = Chunks()
+    store.get_object_into("bkt", "k", sink, chunk_size=32)
+    assert sink.joined() == b"y" * 60
+    assert len(server.seen) == 2
+
+
+def test_get_object_into_cuts_the_range_when_the_server_ignores_it(server, store) -> None:
+    server.script(Answer(200, b"abcdefghij", {"ETag": '"e"'}))
+    sink = Chunks()
+    got = store.get_object_into("bkt", "k", sink, 2, 8, chunk_size=4)
+    assert sink == {0: b"cdef", 4: b"gh"}
+    assert got.size == 10
+
+
+def test_a_failing_sink_is_raised_as_is_and_not_retried(server, store) -> None:
+    server.script(Answer(200, b"z" * 100, {"ETag": '"e"'}))
+
+    def sink(offset: int, chunk: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        store.get_object_into("bkt", "k", sink)
+    assert len(server.seen) == 1
+    server.script(Answer(200, b"ok", {"ETag": '"e"'}))
+    assert store.get_object("bkt", "k").data == b"ok"  # the connection was not poisoned
+
+
+def test_get_object_into_errors_are_typed_and_never_reach_the_sink(server, store) -> None:
+    server.script(Answer(412, error_xml("PreconditionFailed")))
+    sink = Chunks()
+    with pytest.raises(errors.PreconditionFailed):
+        store.get_object_into("bkt", "k", sink, 0, 10, if_match="old")
+    assert sink == {}
+
+
 # -- typed errors ------------------------------------------------------------------------
 
 
