@@ -245,3 +245,56 @@ def test_paths_are_made_absolute_and_recovery_follows_xdg(tmp_path, monkeypatch)
     assert config.upload.recovery_dir == "/data/mssfs/recovery"
     home, _ = cli.build_config(args_for("b", "m"), {**ENV, "HOME": "/home/u"})
     assert home.upload.recovery_dir == "/home/u/.local/share/mssfs/recovery"
+
+
+def test_secrets_are_scrubbed_from_the_environment_children_inherit(monkeypatch):
+    import subprocess
+    import sys
+
+    for name in cli.SECRET_VARIABLES:
+        monkeypatch.setenv(name, "sekrit-" + name)
+    monkeypatch.setenv("MSS_ACCESS_KEY_ID", "visible-key")
+    cli.scrub_secrets(__import__("os").environ)
+    child = subprocess.run([sys.executable, "-c", "import os; print(dict(os.environ))"],
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "sekrit" not in child and "visible-key" in child
+
+
+def test_mount_scrubs_secrets_before_anything_starts(monkeypatch, tmp_path):
+    from mssfs import mount as mounting
+
+    env = {"MSS_ACCESS_KEY_ID": "key", "MSS_SECRET_ACCESS_KEY": "sekrit", "HOME": str(tmp_path)}
+    seen = {}
+    monkeypatch.setattr(cli.os, "environ", dict(env))
+    monkeypatch.setattr(cli, "check_mountpoint", lambda path: None)
+    monkeypatch.setattr(cli, "setup_logging", lambda *a: None)
+    monkeypatch.setattr(mounting, "run_foreground", lambda config, runtime: seen.update(
+        config=config, env=dict(cli.os.environ)))
+    args = cli.build_parser().parse_args(["mount", "b", str(tmp_path), "-f", "--memory"])
+    assert cli.cmd_mount(args, dict(env)) == 0
+    assert "MSS_SECRET_ACCESS_KEY" not in seen["env"] and "MSS_ACCESS_KEY_ID" in seen["env"]
+
+
+def test_url_and_stats_outside_a_mount_fail_in_one_line(capsys, tmp_path):
+    assert cli.main(["url", str(tmp_path)]) == 1
+    assert cli.main(["stats", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "not a file on an mssfs mount" in err
+    assert "is not on an mssfs mount" in err and "Traceback" not in err
+
+
+def test_every_subcommand_has_complete_help(capsys):
+    for argv in (["url"], ["stats"], ["mpu", "list"], ["mpu", "abort"], ["umount"]):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args([*argv, "--help"])
+    text = capsys.readouterr().out
+    for expected in ("--expires", "--method", "--json", "--older-than", "--yes", "--config",
+                     "--timeout"):
+        assert expected in text
+
+
+def test_abort_uploads_older_than_is_parsed():
+    args = args_for("b", "/m", "-o", "abort_uploads_older_than=1d,url_expires=10m")
+    config, _ = cli.build_config(args, ENV)
+    assert config.upload.abort_uploads_older_than == 86400.0
+    assert config.fuse.url_expires == 600.0
