@@ -282,6 +282,8 @@ def store_config(
         )
         credentials = resolved.credentials
         log.debug("credentials from %s", resolved.source)
+    if store_opts.ca_bundle and not os.path.isfile(store_opts.ca_bundle):
+        raise CliError(f"CA bundle {store_opts.ca_bundle} does not exist")
     endpoint = (args.endpoint or given["store"].get("endpoint") or env.get("MSS_ENDPOINT")
                 or store_opts.endpoint or DEFAULT_ENDPOINT)
     try:
@@ -367,6 +369,9 @@ def preflight(config: MountConfig) -> None:
     except errors.RequestTimeout:
         raise CliError(f"{endpoint} did not answer in time")
     except errors.StoreError as exc:
+        if exc.code == "TLSError":
+            raise CliError(f"TLS certificate of {endpoint} not trusted: trust its CA with "
+                           "-o ca_bundle=FILE (or -o no_verify_ssl, unsafe)")
         raise CliError(f"{endpoint}: {exc}")
     finally:
         store.close()

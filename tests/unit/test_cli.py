@@ -48,7 +48,7 @@ def test_endpoint_precedence():
     assert flag.store.endpoint == "https://f.example.com"
 
 
-def test_store_options_reach_the_store_config():
+def test_store_options_reach_the_store_config(tmp_path):
     config, _ = cli.build_config(args_for(
         "b", "/m", "--region", "cn-north-1", "-o",
         "sigv2,virtual_host,no_verify_ssl,retries=2,timeout=5s,connect_timeout=1s"), ENV)
@@ -56,8 +56,12 @@ def test_store_options_reach_the_store_config():
     assert (store.region, store.signature, store.addressing) == ("cn-north-1", "v2", "virtual")
     assert (store.verify_tls, store.max_retries, store.read_timeout, store.connect_timeout) == (
         False, 2, 5.0, 1.0)
-    bundle, _ = cli.build_config(args_for("b", "/m", "-o", "ca_bundle=/etc/ca.pem"), ENV)
-    assert bundle.store.verify_tls == "/etc/ca.pem"
+    pem = tmp_path / "ca.pem"
+    pem.write_text("")
+    bundle, _ = cli.build_config(args_for("b", "/m", "-o", f"ca_bundle={pem}"), ENV)
+    assert bundle.store.verify_tls == str(pem)
+    with pytest.raises(cli.CliError, match="does not exist"):
+        cli.build_config(args_for("b", "/m", "-o", "ca_bundle=/nonexistent.pem"), ENV)
 
 
 def test_sections_and_flags():
@@ -298,3 +302,94 @@ def test_abort_uploads_older_than_is_parsed():
     config, _ = cli.build_config(args, ENV)
     assert config.upload.abort_uploads_older_than == 86400.0
     assert config.fuse.url_expires == 600.0
+
+
+# -- TLS: verified by default, a CA bundle trusted on request -------------------------
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+LISTING = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+           b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix>'
+           b"<KeyCount>0</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>false</IsTruncated>"
+           b"</ListBucketResult>")
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS server on loopback with a self-signed certificate, answering an empty
+    S3 listing to every GET; stopped at teardown."""
+    import http.server
+    import ssl
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(LISTING)))
+            self.end_headers()
+            self.wfile.write(LISTING)
+
+        def log_message(self, *args):
+            pass
+
+    cert, key = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_tls_is_verified_by_default_and_a_ca_bundle_is_trusted(tls_server):
+    endpoint, cert = tls_server
+    config, _ = cli.build_config(args_for("b", "/m", "--endpoint", endpoint), ENV)
+    assert config.store.verify_tls is True
+    with pytest.raises(cli.CliError) as caught:
+        cli.preflight(config)
+    message = str(caught.value)
+    assert "not trusted" in message and "ca_bundle=" in message and "\n" not in message
+    trusted, _ = cli.build_config(
+        args_for("b", "/m", "--endpoint", endpoint, "-o", f"ca_bundle={cert}"), ENV)
+    cli.preflight(trusted)
+    unverified, _ = cli.build_config(
+        args_for("b", "/m", "--endpoint", endpoint, "-o", "no_verify_ssl"), ENV)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: asked for
+        cli.preflight(unverified)
