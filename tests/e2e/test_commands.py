@@ -130,3 +130,12 @@ def test_mpu_list_and_abort_orphaned_uploads(mounter, mount, bucket, s3):
     assert done.returncode == 0, done.stderr
     assert "aborted 1 of 1" in done.stderr
     assert s3.list_multipart_uploads(bucket) == []
+
+
+def test_mount_aborts_uploads_older_than_the_threshold(mounter, new_bucket, s3):
+    bucket = new_bucket()
+    s3.create_multipart_upload(bucket, "stale.bin")
+    mount = mounter.mount(bucket, options="abort_uploads_older_than=0s")
+    assert s3.list_multipart_uploads(bucket) == []
+    assert "aborted 1 multipart uploads" in mount.log.read_text()
+    mounter.umount(mount)
