@@ -106,3 +106,16 @@ def test_search_path_user_file_wins_over_system(tmp_path, monkeypatch):
         str(system)]
     with pytest.raises(ConfigError, match="does not exist"):
         config_paths({}, str(tmp_path / "missing.toml"))
+
+
+def test_one_profile_name_selects_config_table_and_aws_credentials(tmp_path):
+    aws = write(tmp_path / "credentials", "[work]\naws_access_key_id = WK\n"
+                "aws_secret_access_key = WS\n[other]\naws_access_key_id = OK\n"
+                "aws_secret_access_key = OS\n", 0o600)
+    env = {"HOME": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": str(aws)}
+    text = 'stat_ttl = 1\n[profile.work]\nstat_ttl = 9\n'
+    work = build(tmp_path, "--profile", "work", env=env, text=text)
+    assert work.cache.stat_ttl == 9.0 and work.store.credentials.access_key == "WK"
+    # ``profile = NAME`` in the file picks the AWS credentials profile only.
+    other = build(tmp_path, env=env, text='profile = "other"\n')
+    assert other.store.credentials.access_key == "OK"
