@@ -274,7 +274,7 @@ def store_config(
     credentials = None
     if not (getattr(args, "memory", False) or store_opts.anonymous):
         resolved = resolve_credentials(
-            env, bucket=bucket, profile=profile or store_opts.profile,
+            env, bucket=bucket, profile=store_opts.profile or profile,
             # A passwd_file on the command line beats credentials in the config file.
             passwd_file=given["store"].get("passwd_file") or (
                 None if settings.credentials else store_opts.passwd_file),

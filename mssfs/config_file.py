@@ -16,7 +16,8 @@ the key and the file.
 Profiles and ``~/.aws/credentials``. One name selects both, as in the AWS CLI
 (``[profile X]`` in ``~/.aws/config`` beside ``[X]`` in ``~/.aws/credentials``): the
 config profile's options, and the AWS credentials profile of that name when the
-credentials come from there.
+credentials come from there (a ``profile = "OTHER"`` key inside ``[profile.NAME]``
+names a different AWS profile; at the top level ``profile`` is the table of profiles).
 
 Precedence (applied by ``cli``): command line > environment > this file > defaults.
 This module only reads and validates; values are parsed by the ``config`` table.

@@ -116,6 +116,6 @@ def test_one_profile_name_selects_config_table_and_aws_credentials(tmp_path):
     text = 'stat_ttl = 1\n[profile.work]\nstat_ttl = 9\n'
     work = build(tmp_path, "--profile", "work", env=env, text=text)
     assert work.cache.stat_ttl == 9.0 and work.store.credentials.access_key == "WK"
-    # ``profile = NAME`` in the file picks the AWS credentials profile only.
-    other = build(tmp_path, env=env, text='profile = "other"\n')
+    # ``profile = NAME`` inside a profile table picks another AWS credentials profile.
+    other = build(tmp_path, "--profile", "x", env=env, text='[profile.x]\nprofile = "other"\n')
     assert other.store.credentials.access_key == "OK"
