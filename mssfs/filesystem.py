@@ -119,18 +119,22 @@ class Filesystem:
     def readdir(self, path: str) -> list[DirEntry]:
         path = paths.normalize(path)
         entries = self.ns.list_dir(path)
-        # Files created here and not uploaded yet are not in the store's listing.
-        pending = [
-            DirEntry(paths.split(f.path)[1], self.files.live_attrs(f))
+        # Open files are ahead of the store: one created here and not uploaded yet is
+        # not in its listing, one being written has a newer size. readdirplus gives
+        # these attributes to the kernel, so they must be the live ones, as getattr's.
+        live = {
+            paths.split(f.path)[1]: f
             for f in self.handles.open_files()
-            if f.pending_create and paths.split(f.path)[0] == path
-        ]
-        if pending:
-            known = {e.name for e in entries}
-            entries = sorted(
-                entries + [e for e in pending if e.name not in known], key=lambda e: e.name
-            )
-        return entries
+            if paths.split(f.path)[0] == path
+        }
+        if not live:
+            return entries
+        listed = [DirEntry(e.name, self.files.live_attrs(live[e.name]))
+                  if e.name in live else e for e in entries]
+        known = {e.name for e in entries}
+        pending = [DirEntry(name, self.files.live_attrs(f)) for name, f in live.items()
+                   if f.pending_create and name not in known]
+        return sorted(listed + pending, key=lambda e: e.name) if pending else listed
 
     def readlink(self, path: str) -> str:
         attrs = self.ns.stat(path)

@@ -33,7 +33,7 @@ from typing import Any
 
 from mssfs.config import MountConfig
 from mssfs.control import ControlFilesystem
-from mssfs.fuse_ops import FuseOperations, mfusepy
+from mssfs.fuse_ops import FuseOperations, TunedFUSE
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def serve(config: MountConfig, parts: Components, on_ready: Callable[[], None] |
         with warnings.catch_warnings():
             # mfusepy warns that it ignores Operations.__call__; ours is called explicitly.
             warnings.simplefilter("ignore", DeprecationWarning)
-            mfusepy.FUSE(operations, config.mountpoint, **fuse_options(config))
+            TunedFUSE(operations, config.mountpoint, **fuse_options(config))
     except RuntimeError as exc:
         # libfuse3's fuse_main answers 8 when its loop ended on SIGTERM/SIGINT/SIGHUP
         # (its handler stores the signal as the loop's error): after a successful

@@ -20,9 +20,10 @@ Extended attributes (the ``user.`` namespace only):
 - ``user.<name>``: user metadata ``x-amz-meta-<name>`` for every name that is not one
   of the POSIX ones (``mode``, ``uid``...). Names are lower-cased, as S3 does.
 
-Other namespaces (``security.``, ``system.``, ``trusted.``) are ENOTSUP when set and
-ENODATA when read, answered without a request: the kernel asks for
-``security.capability`` on every write.
+Other namespaces (``security.``, ``system.``, ``trusted.``) are ENOTSUP, answered
+without a request: the kernel asks for ``security.capability`` on every write, and
+``ls -l`` for ``security.selinux`` and ``system.posix_acl_access`` of every file until
+it is told ENOTSUP (``fuse_ops`` answers these reads before they reach Python layers).
 
 No lock: the ``OpenFile.commit_lock`` of an open file orders a metadata change against
 its uploads; the rest are store calls.
@@ -190,7 +191,7 @@ class MetadataOps:
     def getxattr(self, path: str, name: str) -> bytes:
         if not name.startswith("user."):
             self.fs.getattr(path)
-            raise NoAttribute(path=path)
+            raise NotSupported(f"only user.* attributes are supported, not {name}", path=path)
         info = self._object(path)
         if info is None:
             raise NoAttribute(path=path)

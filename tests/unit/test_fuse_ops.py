@@ -1,8 +1,10 @@
 """FuseOperations: one-line delegates, the errno mapping in __call__, st_* conversion."""
 
+import ctypes
 import errno
 import logging
 import stat
+import threading
 
 import pytest
 
@@ -10,9 +12,14 @@ from mssfs.attributes import Attributes, DirEntry, StatFs
 from mssfs.errors import NoAttribute, NotFound, NotPermitted
 from mssfs.fuse_ops import (
     BLKSIZE,
+    FUSE_CAP_READDIRPLUS_AUTO,
+    FUSE_FILL_DIR_PLUS,
+    FUSE_READDIR_PLUS,
     UTIME_NOW,
     UTIME_OMIT,
     FuseOperations,
+    TunedFUSE,
+    fill_stat,
     mfusepy,
     stat_dict,
     utime_seconds,
@@ -171,3 +178,108 @@ def test_every_filesystem_method_has_a_callback():
            "setxattr", "removexattr"]
     for name in api:
         assert name in FuseOperations.__dict__, name
+
+
+# -- TunedFUSE: readdirplus from listing snapshots (no kernel: the binding object is
+# built without mounting, and the filler is a Python function) -------------------------
+
+DIR = Attributes(mode=stat.S_IFDIR | 0o755, size=0, mtime=1700000000.0, uid=1, gid=2, nlink=2)
+
+
+class FakeFip:
+    def __init__(self, fh=0):
+        self.contents = type("FileInfo", (), {"fh": fh})()
+
+
+def plus_fuse(entries):
+    operations, fs = ops(readdir=entries)
+    binding = TunedFUSE.__new__(TunedFUSE)  # no mount: only the readdir machinery
+    binding.operations, binding.encoding, binding.errors = operations, "utf-8", "strict"
+    binding._lock, binding._listings, binding._numbers = threading.Lock(), {}, iter(range(1, 99))
+    binding._pinned = set()
+    return binding, fs
+
+
+def filler(room=None):
+    """A filler that records (name, st fields, offset, flags); full after ``room`` entries."""
+    filled = []
+
+    def fill(buf, name, st, offset, flags):
+        if room is not None and len(filled) >= room:
+            return 1
+        filled.append((name.decode(), st.st_mode, st.st_size, st.st_uid,
+                       st.st_mtimespec.tv_sec, offset, flags))
+        return 0
+
+    return fill, filled
+
+
+def test_readdirplus_gives_every_entry_its_attributes_at_non_zero_offsets():
+    binding, _ = plus_fuse([DirEntry("a", FILE), DirEntry("sub", DIR)])
+    fip = FakeFip()
+    binding.opendir(b"/", fip)
+    fill, filled = filler()
+    assert binding.readdir_fuse_3(b"/", None, fill, 0, fip, FUSE_READDIR_PLUS) == 0
+    assert [(f[0], f[5], f[6]) for f in filled] == [
+        (".", 1, 0), ("..", 2, 0), ("a", 3, FUSE_FILL_DIR_PLUS), ("sub", 4, FUSE_FILL_DIR_PLUS)]
+    assert filled[2][1:5] == (FILE.mode, 1000, 1, 1700000000)
+    assert filled[3][1] == DIR.mode
+
+
+def test_plain_readdir_passes_types_only():
+    binding, _ = plus_fuse([DirEntry("a", FILE)])
+    fip = FakeFip()
+    binding.opendir(b"/", fip)
+    fill, filled = filler()
+    binding.readdir_fuse_3(b"/", None, fill, 0, fip, 0)
+    assert filled[2] == ("a", FILE.mode, 0, 0, 0, 3, 0)
+
+
+def test_a_full_buffer_resumes_from_the_snapshot_and_offset_zero_lists_again():
+    binding, fs = plus_fuse([DirEntry(f"f{i}", FILE) for i in range(5)])
+    fip = FakeFip()
+    binding.opendir(b"/", fip)
+    fill, first = filler(room=3)
+    binding.readdir_fuse_3(b"/", None, fill, 0, fip, FUSE_READDIR_PLUS)
+    fill, rest = filler()
+    binding.readdir_fuse_3(b"/", None, fill, first[-1][5], fip, FUSE_READDIR_PLUS)
+    names = [f[0] for f in first + rest]
+    assert names == [".", "..", "f0", "f1", "f2", "f3", "f4"]
+    assert [c[0] for c in fs.calls] == ["readdir"]  # one listing for both requests
+    binding.readdir_fuse_3(b"/", None, filler()[0], 0, fip, FUSE_READDIR_PLUS)  # rewinddir
+    assert [c[0] for c in fs.calls] == ["readdir", "readdir"]
+    binding.releasedir(b"/", fip)
+    assert binding._listings == {}
+
+
+def test_each_open_directory_has_its_own_handle():
+    binding, _ = plus_fuse([])
+    one, two = FakeFip(), FakeFip()
+    binding.opendir(b"/", one)
+    binding.opendir(b"/", two)
+    assert one.contents.fh != two.contents.fh
+
+
+def test_other_namespaces_xattrs_are_answered_without_the_filesystem():
+    binding, fs = plus_fuse([])
+    for name in (b"security.capability", b"security.selinux", b"system.posix_acl_access"):
+        assert binding.getxattr(b"/f", name, None, 0) == -errno.ENOTSUP
+    assert fs.calls == []
+
+
+def test_init_turns_off_adaptive_readdirplus():
+    binding, _ = plus_fuse([])
+    binding._libfuse2_options_moved_into_libfuse3_config = {}
+    conn = mfusepy.fuse_conn_info(want=FUSE_CAP_READDIRPLUS_AUTO | 1)
+    binding.init_fuse_3(ctypes.pointer(conn), None)
+    assert conn.want == 1
+
+
+@pytest.mark.parametrize("attrs", [
+    FILE, DIR, Attributes(stat.S_IFREG | 0o600, 513, 1.25, 0, 0, atime=2.5, ctime=3.75)])
+def test_fill_stat_writes_what_stat_dict_says(attrs):
+    expected = mfusepy.c_stat()
+    mfusepy.set_st_attrs(expected, stat_dict(attrs), use_ns=True)
+    st = mfusepy.c_stat()
+    fill_stat(st, attrs)
+    assert bytes(st) == bytes(expected)
