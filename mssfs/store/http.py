@@ -168,6 +168,8 @@ def _payload(body: Body | None, length: int | None = None, *, signed: bool = Tru
     end to end while each byte is hashed once instead of twice (MD5 and SHA-256)."""
     if body is None:
         return _Payload()
+    if isinstance(body, bytes) and length in (None, len(body)):
+        return _bytes_payload(body, signed=signed)  # immutable: no copy (8 MiB under the GIL)
     if isinstance(body, (bytes, bytearray, memoryview)):
         data = bytes(body if length is None else memoryview(body)[:length])
         return _bytes_payload(data, signed=signed)
