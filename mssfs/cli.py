@@ -40,6 +40,7 @@ from mssfs.config import (
     parse_options,
 )
 from mssfs.credentials import CredentialsError, resolve_credentials
+from mssfs.env_scrub import blank_initial_environment, scrub_secrets
 from mssfs.log_config import setup_logging
 from mssfs.store import errors
 from mssfs.store.config import DEFAULT_ENDPOINT, StoreConfig, normalize_endpoint
@@ -194,7 +195,10 @@ def cmd_mount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     config, secrets = build_config(args, env)
     setup_logging(config, env, secrets)
     runtime = runtime_dir(env)
+    # The secrets are in the config now: out of the environment children inherit and
+    # of /proc/PID/environ (env_scrub).
     scrub_secrets(os.environ)
+    blank_initial_environment()
     if not config.memory:
         preflight(config)
         commands.abort_old_uploads(config)
@@ -211,17 +215,6 @@ def cmd_umount(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     commands.wait_before_unmount(args.mountpoint, timeout=args.timeout)
     mounting.unmount(args.mountpoint, runtime_dir(env), timeout=args.timeout)
     return 0
-
-
-# Secrets the mount process holds in memory once read: children it starts (libfuse may
-# run fusermount3) must not inherit them in their environment.
-SECRET_VARIABLES = ("MSS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                    "MSS_SESSION_TOKEN")
-
-
-def scrub_secrets(env: MutableMapping[str, str]) -> None:
-    for name in SECRET_VARIABLES:
-        env.pop(name, None)
 
 
 def split_positionals(values: Sequence[str]) -> tuple[Source, str]:

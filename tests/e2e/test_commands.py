@@ -7,6 +7,7 @@ own file names. URLs are fetched with plain ``curl``, as a user would.
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from fuse_mounts import poll
@@ -139,3 +140,9 @@ def test_mount_aborts_uploads_older_than_the_threshold(mounter, new_bucket, s3):
     assert s3.list_multipart_uploads(bucket) == []
     assert "aborted 1 multipart uploads" in mount.log.read_text()
     mounter.umount(mount)
+
+
+def test_the_mount_process_environment_holds_no_secret(mount, seaweed):
+    environ = Path(f"/proc/{mount.pid}/environ").read_bytes()
+    assert b"MSS_ACCESS_KEY_ID=" + seaweed.access_key.encode() in environ  # not a secret
+    assert seaweed.secret_key.encode() not in environ

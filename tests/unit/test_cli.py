@@ -6,6 +6,7 @@ import pytest
 
 from mssfs import cli
 from mssfs.config import Source
+from mssfs.env_scrub import SECRET_VARIABLES, scrub_secrets
 from mssfs.log_config import SecretFilter
 
 
@@ -255,10 +256,10 @@ def test_secrets_are_scrubbed_from_the_environment_children_inherit(monkeypatch)
     import subprocess
     import sys
 
-    for name in cli.SECRET_VARIABLES:
+    for name in SECRET_VARIABLES:
         monkeypatch.setenv(name, "sekrit-" + name)
     monkeypatch.setenv("MSS_ACCESS_KEY_ID", "visible-key")
-    cli.scrub_secrets(__import__("os").environ)
+    scrub_secrets(__import__("os").environ)
     child = subprocess.run([sys.executable, "-c", "import os; print(dict(os.environ))"],
                            capture_output=True, text=True, check=True, timeout=60).stdout
     assert "sekrit" not in child and "visible-key" in child
@@ -272,6 +273,7 @@ def test_mount_scrubs_secrets_before_anything_starts(monkeypatch, tmp_path):
     monkeypatch.setattr(cli.os, "environ", dict(env))
     monkeypatch.setattr(cli, "check_mountpoint", lambda path: None)
     monkeypatch.setattr(cli, "setup_logging", lambda *a: None)
+    monkeypatch.setattr(cli, "blank_initial_environment", lambda: 0)  # not this process's
     monkeypatch.setattr(mounting, "run_foreground", lambda config, runtime: seen.update(
         config=config, env=dict(cli.os.environ)))
     args = cli.build_parser().parse_args(["mount", "b", str(tmp_path), "-f", "--memory"])
