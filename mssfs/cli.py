@@ -95,7 +95,7 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="config file (default $MSSFS_CONFIG, "
                         "else /etc/mssfs/config.toml and ~/.config/mssfs/config.toml)")
     parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT,...",
-                        help="mount options, see mssfs mount --help")
+                        help="mount options (listed by mssfs mount --help)")
 
 
 COMMANDS = ("mount", "umount", "url", "stats", "mpu")

@@ -206,7 +206,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("negative_timeout", "fuse", "negative_timeout", parse_duration,
            "kernel cache time of missing names"),
     Option("url_expires", "fuse", "url_expires", parse_duration,
-           "expiry of the presigned URL read from the user.mssfs.url attribute"),
+           "expiry of the URL in the user.mssfs.url attribute"),
     # the object store
     Option("endpoint", "store", "endpoint", str,
            "S3 endpoint URL (also --endpoint, $MSS_ENDPOINT)"),
@@ -225,7 +225,8 @@ OPTIONS: tuple[Option, ...] = (
     _flag("anonymous", "store", "anonymous", "send unsigned requests (public buckets)"),
     Option("passwd_file", "store", "passwd_file", str,
            "credentials file, mode 600: KEY:SECRET or BUCKET:KEY:SECRET lines"),
-    Option("profile", "store", "profile", str, "profile of ~/.aws/credentials (also --profile)"),
+    Option("profile", "store", "profile", str,
+           "[profile.NAME] of the config file and of ~/.aws/credentials (also --profile)"),
     # caches
     Option("stat_ttl", "cache", "stat_ttl", parse_duration, "how long file attributes are cached"),
     Option("dir_ttl", "cache", "dir_ttl", parse_duration, "how long directory listings are cached"),
