@@ -239,6 +239,8 @@ def build_config(
         foreground=args.foreground, debug=args.debug or bool(settings.debug),
         log_file=_log_file(args.log_file or settings.log_file), memory=args.memory,
     )
+    if not 1 <= config.fuse.url_expires <= 7 * 86400:
+        raise CliError("option 'url_expires' must be 1s to 7d (the limit of presigned URLs)")
     credentials = store.credentials
     secrets = [] if credentials is None else [credentials.secret_key]
     if credentials is not None and credentials.session_token:

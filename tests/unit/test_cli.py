@@ -395,3 +395,8 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_is_trusted(tls_server):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: asked for
         cli.preflight(unverified)
+
+
+def test_url_expires_beyond_seven_days_is_refused():
+    with pytest.raises(cli.CliError, match="url_expires"):
+        cli.build_config(args_for("b", "/m", "-o", "url_expires=8d"), ENV)
