@@ -3,9 +3,11 @@
 How it works. ``build`` turns the mount's configuration into each component's own
 frozen config and wires the objects, in dependency order: the store (``HttpStore``, or
 ``MemoryStore`` for the dev mount), the metadata cache, the block caches and the
-prefetcher, the uploader and the recovery folder, then ``Filesystem`` and the
-``FuseOperations`` that wrap it. Nothing else in mssfs constructs these objects; features
-are objects passed in, not flags checked deep inside (gcsfuse's ``server.go``).
+prefetcher, the uploader and the recovery folder, then ``Filesystem``, the
+``StatsSource`` that reads every component's counters, and, in ``serve``, the
+``ControlFilesystem`` (the commands' xattr channel) and ``FuseOperations`` that wrap
+it. Nothing else in mssfs constructs these objects; features are objects passed in,
+not flags checked deep inside (gcsfuse's ``server.go``).
 
 ``serve`` runs libfuse in the calling thread (always foreground: ``cli`` daemonises
 before calling it, so no thread exists at fork time) and calls ``on_ready`` from the
