@@ -1,8 +1,10 @@
-"""The ``mssfs`` command: ``mssfs mount`` and ``mssfs umount``.
+"""The ``mssfs`` command: ``mount``, ``umount`` (here), ``url``, ``stats``, ``mpu``
+(``commands``), and ``mount.mssfs`` for mount(8) (``mount_helper_main``).
 
 How it works. This is the only module that reads ``argv`` and the environment. ``mount``
 parses the arguments and the ``-o`` options (``config.OPTIONS``, the one table that also
-writes ``--help``), resolves credentials (``credentials.resolve_credentials``), builds
+writes ``--help``) over those of the config file (``config_file``; the environment sits
+between the two), resolves credentials (``credentials.resolve_credentials``), builds
 one frozen ``MountConfig`` and sets up logging. Before anything is mounted it checks
 the mountpoint (missing, not a directory, mounted, dead mount) and makes one preflight
 request with short timeouts (bad keys, missing bucket, unreachable or non-S3 endpoint).
