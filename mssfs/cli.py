@@ -250,6 +250,16 @@ def build_config(
     return config, secrets
 
 
+def _config_option(values: Sequence[str]) -> tuple[list[str], str | None]:
+    """``-o config=FILE`` (as fstab must write ``--config``), taken out of the options."""
+    kept, found = [], None
+    for value in values:
+        items = value.split(",")
+        found = next((i[len("config="):] for i in items if i.startswith("config=")), found)
+        kept.append(",".join(i for i in items if not i.startswith("config=")))
+    return kept, found
+
+
 def _log_file(path: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
 
@@ -262,9 +272,10 @@ def store_config(
     Precedence: command line > environment > config file > defaults."""
     from mssfs.config_file import config_paths, load
 
-    given = parse_options(args.options)
+    options, config_file = _config_option(args.options)
+    given = parse_options(options)
     profile = args.profile or given["store"].get("profile") or env.get("MSSFS_PROFILE")
-    settings = load(config_paths(env, args.config), profile)
+    settings = load(config_paths(env, args.config or config_file), profile)
     parsed = {name: {**settings.options.get(name, {}), **values}
               for name, values in given.items()}
     store_opts = build_section("store", parsed["store"])

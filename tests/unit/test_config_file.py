@@ -119,3 +119,11 @@ def test_one_profile_name_selects_config_table_and_aws_credentials(tmp_path):
     # ``profile = NAME`` inside a profile table picks another AWS credentials profile.
     other = build(tmp_path, "--profile", "x", env=env, text='[profile.x]\nprofile = "other"\n')
     assert other.store.credentials.access_key == "OK"
+
+
+def test_config_file_named_by_an_o_option(tmp_path):
+    write(tmp_path / "o.toml", "stat_ttl = 42\n")
+    args = cli.build_parser().parse_args(
+        ["mount", "b", "/m", "-o", f"ro,config={tmp_path / 'o.toml'},uid=7"])
+    config = cli.build_config(args, ENV)[0]
+    assert (config.cache.stat_ttl, config.fuse.read_only, config.fuse.uid) == (42.0, True, 7)
