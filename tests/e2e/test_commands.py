@@ -7,6 +7,7 @@ own file names. URLs are fetched with plain ``curl``, as a user would.
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,39 @@ def test_the_mount_process_environment_holds_no_secret(mount, seaweed):
     environ = Path(f"/proc/{mount.pid}/environ").read_bytes()
     assert b"MSS_ACCESS_KEY_ID=" + seaweed.access_key.encode() in environ  # not a secret
     assert seaweed.secret_key.encode() not in environ
+
+
+def test_umount_waits_for_a_running_upload_and_shows_what_is_left(mounter, new_bucket, s3,
+                                                                   seaweed):
+    """Every PUT stalls at the proxy until the test lifts the stall: the upload of a
+    closed file is running when ``mssfs umount`` starts, so it must wait and say why."""
+    import threading
+
+    from mssfs.faultproxy import FaultPlan, FaultProxy
+
+    bucket = new_bucket()
+    data = os.urandom(MiB)
+    stall = FaultPlan(stall_rate=1.0, stall_seconds=0.5, methods=frozenset({"PUT"}))
+    with FaultProxy(seaweed.endpoint, stall) as proxy:
+        mount = mounter.mount(bucket, "--endpoint", proxy.endpoint,
+                              options="retries=100,timeout=5s")
+        closed = []
+        writer = threading.Thread(
+            target=lambda: closed.append((mount / "slow.bin").write_bytes(data)))
+        writer.start()
+        try:
+            poll(lambda: stats(mounter, mount)["uploads"]["files_uploading"] == 1, timeout=30)
+            umount = subprocess.Popen(
+                [sys.executable, "-m", "mssfs", "umount", str(mount.path)], env=mounter.env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            first = umount.stderr.readline()
+            assert "uploading before unmount: 1 files, 1.0 MiB left" in first
+            proxy.set_plan(FaultPlan())  # the server is reachable again
+            _, rest = umount.communicate(timeout=120)
+        finally:
+            proxy.set_plan(FaultPlan())
+            writer.join(timeout=120)
+        assert umount.returncode == 0, rest
+        assert "uploads finished" in rest
+    assert closed == [len(data)]
+    assert s3.get_object(bucket, "slow.bin").data == data
