@@ -169,6 +169,7 @@ def test_umount_waits_for_a_running_upload_and_shows_what_is_left(mounter, new_b
         writer.start()
         try:
             poll(lambda: stats(mounter, mount)["uploads"]["files_uploading"] == 1, timeout=30)
+            assert os.getxattr(mount / "slow.bin", "user.mssfs.state") == b"uploading"
             umount = subprocess.Popen(
                 [sys.executable, "-m", "mssfs", "umount", str(mount.path)], env=mounter.env,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
