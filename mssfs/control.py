@@ -8,7 +8,9 @@ is stateless: each read is one question and its answer. So the mount answers a f
 names that are never stored and never listed by ``listxattr``:
 
 - ``user.mssfs.stats`` on the mount root: the live counters as JSON (``stats``);
-- ``user.mssfs.state`` on a file: ``clean``, ``dirty``, ``uploading`` or ``failed``;
+- ``user.mssfs.state`` on a file: ``clean``, ``dirty``, ``uploading`` or ``failed``
+  (also for a closed file whose last upload failed: the recovery folder holds a copy
+  newer than the stored object);
 - ``user.mssfs.url.<get|put>.<seconds>``: a presigned URL for that method and expiry;
   on a directory, ``user.mssfs.url.put.<seconds>/<name>`` names a file that need not
   exist yet (a PUT URL to create it). ``user.mssfs.url`` itself, a GET URL with the
@@ -32,7 +34,7 @@ from typing import Any
 
 from mssfs import paths
 from mssfs.errors import InvalidArgument, NoAttribute, NotFound
-from mssfs.stats import file_state
+from mssfs.stats import FAILED, file_state
 from mssfs.store import errors as store_errors
 
 STATS_XATTR = "user.mssfs.stats"
@@ -77,7 +79,15 @@ class ControlFilesystem:
         attrs = self._fs.getattr(path)  # ENOENT for a missing path
         if attrs.is_dir:
             raise NoAttribute(path=path)
-        return file_state(self._fs.handles.open_file(path))
+        open_file = self._fs.handles.open_file(path)
+        if open_file is None and self._recovered_since(path, attrs.mtime):
+            return FAILED  # closed, but its last upload failed: the bytes are recovered
+        return file_state(open_file)
+
+    def _recovered_since(self, path: str, mtime: float) -> bool:
+        bucket, key = self._fs.resolve(path)
+        return any(f.bucket == bucket and f.key == key and f.saved_at >= mtime
+                   for f in self._fs.recovery.list())
 
     def _url(self, path: str, name: str) -> str:
         match = _URL_NAME.fullmatch(name)

@@ -106,3 +106,24 @@ def test_other_calls_reach_the_filesystem(mounted):
     assert fs.getattr("/o.txt").size == 5
     assert fs.getxattr("/o.txt", "user.mssfs.etag") == parts.filesystem.getxattr(
         "/o.txt", "user.mssfs.etag")
+
+
+@pytest.mark.allow_warnings(r"upload of s3://bucket/f.txt failed")
+def test_state_is_failed_after_a_failed_upload_even_once_closed(mounted):
+    from mssfs.errors import UploadFailed
+    from mssfs.store import errors as store_errors
+
+    parts, fs = mounted
+    write_file(fs, "/f.txt", b"first")
+    fh = fs.open("/f.txt", os.O_WRONLY)
+    fs.write("/f.txt", fh, 0, b"second")
+    parts.store.fail_next("PutObject", store_errors.ServiceUnavailable("down"))
+    with pytest.raises(UploadFailed):
+        fs.flush("/f.txt", fh)
+    assert fs.getxattr("/f.txt", STATE_XATTR) == b"failed"
+    fs.release("/f.txt", fh)
+    assert fs.getxattr("/f.txt", STATE_XATTR) == b"failed"
+    snap = json.loads(fs.getxattr("/", STATS_XATTR))
+    assert snap["recovery"]["count"] == 1 and snap["recovery"]["files"][0]["key"] == "f.txt"
+    write_file(fs, "/f.txt", b"third")  # a later successful upload: clean again
+    assert fs.getxattr("/f.txt", STATE_XATTR) == b"clean"
