@@ -56,3 +56,20 @@ def test_abort_all_reports_progress_and_failures(store):
     assert len(failures) == 1 and "old/one" in failures[0]  # already gone
     assert find_uploads(store, Target(None), now=store.now) == []
     assert "aborted 2 of 3 uploads" in out.getvalue()
+
+
+def test_a_mounted_path_names_bucket_prefix_and_endpoint(tmp_path, monkeypatch):
+    from mssfs import control_client
+
+    root = tmp_path / "mnt"
+    (root / "bkt" / "logs").mkdir(parents=True)
+    (root / "bkt" / "logs" / "f.txt").write_text("x")
+    monkeypatch.setattr(control_client, "mount_root", lambda path: str(root))
+    answers = {"source": "(account)", "endpoint": "http://e:1"}
+    monkeypatch.setattr(control_client, "read_stats", lambda path: {"mount": answers})
+    assert target_of(str(root)) == Target(None, "", "http://e:1")
+    assert target_of(str(root / "bkt" / "logs")) == Target("bkt", "logs/", "http://e:1")
+    assert target_of(str(root / "bkt" / "logs" / "f.txt")) == Target(
+        "bkt", "logs/f.txt", "http://e:1")
+    answers["source"] = "bkt2:/base/"
+    assert target_of(str(root / "bkt")) == Target("bkt2", "base/bkt/", "http://e:1")
