@@ -221,7 +221,7 @@ class Filesystem:
             offset = buffer.size  # O_APPEND: every write lands at the end
         written = buffer.write(offset, data)
         handle.wrote = True
-        handle.open_file.recovered = False
+        handle.open_file.recovered = handle.open_file.mtime_set = False
         return written
 
     def _write_handle(self, fh: int, path: str) -> Handle:
@@ -239,6 +239,7 @@ class Filesystem:
             handle = self._write_handle(fh, path)
             handle.open_file.buffer.truncate(length)
             handle.wrote = True
+            handle.open_file.mtime_set = False
             return
         open_file = self.handles.open_file(path)
         if open_file is not None:

@@ -65,6 +65,9 @@ class OpenFile:
     unlinked: bool = False
     # The last upload failed and the buffer saved every byte to the recovery folder.
     recovered: bool = False
+    # utimens set the mtime since the last write: the upload keeps it (tar, cp -p set
+    # times on the open descriptor before close) instead of stamping the upload time.
+    mtime_set: bool = False
     handles: int = 0
     # Serialises commits of this file so two flushes never upload at once.
     commit_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -165,9 +165,11 @@ class Namespace:
         return attrs
 
     def remember(self, info: ObjectInfo, attrs: Attributes) -> None:
-        """Keep the full attributes of this object version (key, ETag, size)."""
+        """Keep the full attributes of this object version (key, ETag, size), and its
+        metadata when ``info`` carries it (a HEAD's or an upload's, not a listing's)."""
+        full = info if info.metadata or info.content_type else None
         with self._lock:
-            self._versions[(info.key, info.etag, info.size)] = (attrs, self._clock())
+            self._versions[(info.key, info.etag, info.size)] = (attrs, self._clock(), full)
 
     def carry_over(self, src: ObjectInfo, key: str, etag: str) -> Attributes | None:
         """A copy of ``src`` now lives at ``key``: it keeps what was known of ``src``."""
@@ -175,8 +177,24 @@ class Namespace:
         if attrs is None:
             return None
         attrs = dataclasses.replace(attrs, etag=etag) if attrs.etag else attrs
-        self.remember(ObjectInfo(key, src.size, etag, 0.0), attrs)
+        known = self.known_object(src, attrs)
+        copy = ObjectInfo(key, src.size, etag, 0.0)
+        self.remember(dataclasses.replace(known, key=key, etag=etag) if known else copy, attrs)
         return attrs
+
+    def known_object(self, key_or_info: str | ObjectInfo, attrs: Attributes) -> ObjectInfo | None:
+        """The object of this version (``attrs``' ETag and size) with its metadata, as
+        this mount last uploaded or HEADed it; None when unknown (HEAD it). A path or
+        an ``ObjectInfo`` names the key. Whoever relies on it writes with If-Match."""
+        if attrs.etag is None:
+            return None
+        if isinstance(key_or_info, ObjectInfo):
+            key = key_or_info.key
+        else:
+            key = self.root.resolve(key_or_info)[1]
+        with self._lock:
+            found = self._versions.get((key, attrs.etag, attrs.size))
+        return found[2] if found is not None else None
 
     def known_exactly(self, path: str, attrs: Attributes) -> bool:
         """Are ``attrs`` what the object's metadata says (learned from a HEAD or a write

@@ -58,8 +58,9 @@ class OpenFiles:
         size = open_file.buffer.size
         if size == attrs.size and not open_file.buffer.dirty:
             return attrs
+        mtime = attrs.mtime if open_file.mtime_set else self.fs.clock()
         return Attributes(
-            mode=attrs.mode, size=size, mtime=self.fs.clock(), uid=attrs.uid,
+            mode=attrs.mode, size=size, mtime=mtime, uid=attrs.uid,
             gid=attrs.gid, atime=attrs.atime, ctime=attrs.ctime, etag=attrs.etag,
         )
 
@@ -121,9 +122,13 @@ class OpenFiles:
             if not buffer.dirty and not open_file.pending_create:
                 return
             now = self.fs.clock()
-            open_file.metadata["mtime"] = str(int(now))
+            if open_file.mtime_set:  # utimens on the open file: keep what it set
+                now = open_file.attrs.mtime
+            else:
+                open_file.metadata["mtime"] = str(int(now))
             # The close-time mtime is not worth a self-copy after a streamed upload
-            # (whose metadata was fixed when it began): not ``required``.
+            # (whose metadata was fixed when it began): not ``required``. (A utimens
+            # while open made its own, required, change.)
             buffer.set_metadata(
                 dict(open_file.metadata), open_file.content_type, required=False
             )

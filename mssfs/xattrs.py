@@ -94,6 +94,9 @@ class MetadataOps:
         # when the attributes are known exactly (not a listing's Last-Modified).
         if int(mtime) == int(attrs.mtime) and self.ns.known_exactly(path, attrs):
             return
+        open_file = self.fs.handles.open_file(path)
+        if open_file is not None:
+            open_file.mtime_set = True  # its upload keeps this mtime (until a write)
         self._apply(path, _posix(mtime=mtime))
 
     # -- the one way metadata changes -------------------------------------------
@@ -108,7 +111,7 @@ class MetadataOps:
         if attrs.is_dir:
             self._rewrite_marker(path, mutate)
         else:
-            self._rewrite_object(path, mutate)
+            self._rewrite_object(path, mutate, attrs)
 
     def _apply_open(self, open_file, mutate: Mutation) -> bool:
         """Record the change in an open file; True if its next upload will carry it."""
@@ -136,9 +139,20 @@ class MetadataOps:
             nlink=old.nlink, etag=old.etag,
         )
 
-    def _rewrite_object(self, path: str, mutate: Mutation) -> None:
+    def _rewrite_object(self, path: str, mutate: Mutation, attrs: Attributes) -> None:
+        # The metadata of a version this mount just uploaded or HEADed is known: no
+        # HEAD (touch, chmod after close cost one copy). The copy is If-Match that
+        # version, so a change made elsewhere meanwhile fails it: then ask and redo.
+        known = self.ns.known_object(path, attrs)
+        try:
+            self._copy_with(path, mutate, known or self.ns.head(path))
+        except store_errors.PreconditionFailed:
+            if known is None:
+                raise
+            self._copy_with(path, mutate, self.ns.head(path))
+
+    def _copy_with(self, path: str, mutate: Mutation, info: ObjectInfo) -> None:
         bucket, key = self.fs.resolve(path)
-        info = self.ns.head(path)
         metadata, content_type = mutate(
             dict(info.metadata), info.content_type, self.ns.object_attrs(info)
         )
