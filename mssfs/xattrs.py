@@ -156,6 +156,8 @@ class MetadataOps:
         metadata, content_type = mutate(
             dict(info.metadata), info.content_type, self.ns.object_attrs(info)
         )
+        if metadata == dict(info.metadata) and content_type == info.content_type:
+            return  # no change (chown to the owner it has, cp -a, rsync): no copy
         if info.size > SINGLE_COPY_LIMIT:
             etag = self.fs.uploader.copy_large(
                 bucket, key, bucket, key, info.size, metadata=metadata, content_type=content_type
@@ -178,6 +180,8 @@ class MetadataOps:
             info = ObjectInfo(key + "/", 0, "", 0.0)
         attrs = self.ns.object_attrs(info)
         metadata, _ = mutate(dict(info.metadata), None, attrs)
+        if info.etag and metadata == dict(info.metadata):
+            return  # the marker already says so (tar's chown of each directory)
         new = self._attrs(attrs, metadata)
         self.fs.dir_ops.put_marker(bucket, key, new, base=metadata)
         self.ns.changed(path, new)

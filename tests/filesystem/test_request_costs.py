@@ -119,3 +119,15 @@ def test_mv_of_a_known_file_is_a_copy_and_a_delete(env):
     assert dict(env.store.counts) == {"CopyObject": 1, "DeleteObject": 1}
     env.fs.getattr("/b")
     assert dict(env.store.counts) == {"CopyObject": 1, "DeleteObject": 1}
+
+
+def test_a_change_to_what_is_already_stored_costs_no_copy(env):
+    env.write_file("/f", b"data", mode=0o644)
+    env.fs.mkdir("/d", 0o755)
+    attrs = env.fs.getattr("/f")
+    env.store.reset_counts()
+    env.fs.chown("/f", attrs.uid, attrs.gid)  # cp -a, rsync -a: the owner it has
+    env.fs.chmod("/f", 0o644)
+    assert dict(env.store.counts) == {}
+    env.fs.chmod("/d", 0o755)
+    assert dict(env.store.counts) == {"HeadObject": 1}  # a marker is HEADed, not rewritten
