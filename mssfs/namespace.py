@@ -176,8 +176,8 @@ class Namespace:
         attrs = self._remembered(src)
         if attrs is None:
             return None
-        attrs = dataclasses.replace(attrs, etag=etag) if attrs.etag else attrs
         known = self.known_object(src, attrs)
+        attrs = dataclasses.replace(attrs, etag=etag) if attrs.etag else attrs
         copy = ObjectInfo(key, src.size, etag, 0.0)
         self.remember(dataclasses.replace(known, key=key, etag=etag) if known else copy, attrs)
         return attrs

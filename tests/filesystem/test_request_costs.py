@@ -131,3 +131,12 @@ def test_a_change_to_what_is_already_stored_costs_no_copy(env):
     assert dict(env.store.counts) == {}
     env.fs.chmod("/d", 0o755)
     assert dict(env.store.counts) == {"HeadObject": 1}  # a marker is HEADed, not rewritten
+
+
+def test_a_moved_file_keeps_its_known_metadata(env):
+    env.write_file("/a", b"data")
+    env.fs.rename("/a", "/b")
+    env.store.reset_counts()
+    env.fs.chmod("/b", 0o600)
+    assert dict(env.store.counts) == {"CopyObject": 1}
+    assert env.fs.getattr("/b").mode & 0o777 == 0o600
