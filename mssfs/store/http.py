@@ -27,11 +27,14 @@ endpoint. A GET body whose length differs from Content-Length or from the range 
 is ``IncompleteBody``. Messages carry the operation, bucket and key, never a header,
 a signature or a secret.
 
-Bodies. ``put_object`` and ``upload_part`` send Content-MD5 and the real SHA-256 of
-the body (see ``signing``). Bytes go out as they are; a file body is hashed in one pass
-and then streamed from its start offset in 1 MiB chunks (``_FileBody``), never read
+Bodies. ``put_object`` and ``upload_part`` send a signed Content-MD5 and sign
+``UNSIGNED-PAYLOAD`` (see ``_payload``). Bytes go out as they are, never copied when
+they are ``bytes`` of the announced length; a file body is hashed in one pass and then
+streamed from its start offset in 1 MiB chunks (``_FileBody``), never read
 whole into memory. GET bodies are read with one ``read(n)`` of the expected size, which
-costs a single copy out of the socket buffer.
+costs a single copy out of the socket buffer. ``get_object_into`` instead hands a 2xx
+body to a caller's sink in 1 MiB pieces as it arrives (``transfer.download_file``
+pwrites them): no body-sized buffer, whose fresh pages cost a page fault each.
 
 Threads and locks. ``requests.Session`` is not promised to be thread-safe, so each
 thread gets its own (``threading.local``); ``_sessions_lock`` guards only the set of
@@ -678,7 +681,8 @@ class HttpStore:
             result = self._get_result(req, reply, start, end)
             for pos in range(0, len(result.data), chunk_size):  # Range ignored: cut here
                 sink(pos, result.data[pos:pos + chunk_size])
-            return result
+            return GetResult(b"", result.etag, result.size, result.last_modified,
+                             result.content_type, result.metadata)
 
         try:
             return self._call(req, parse)
