@@ -2,12 +2,14 @@
 
 Persisting: S3 cannot change an object's metadata in place, so a file or symlink is
 rewritten by a self-copy with directive REPLACE (``If-Match`` the ETag just read, so a
-concurrent overwrite is not resurrected; ``copy_large`` beyond 5 GiB). A directory
-marker is rewritten with a PUT (SeaweedFS answers 404 to a copy of a key ending in
-``/``); an implicit directory gets a marker. A file open with unsaved data (or created
-and not yet uploaded) takes the new metadata into its next upload instead, with no
-request now. The mount root and buckets have nowhere to keep metadata: changes there
-are accepted and not stored.
+concurrent overwrite is not resurrected; ``copy_large`` beyond 5 GiB), without a HEAD
+when this mount uploaded or HEADed that version (``Namespace.known_object``), and not at
+all when the change leaves the stored metadata as it is (``chown`` to the owner it
+has: ``cp -a``, ``rsync -a``). A directory marker is rewritten with a PUT (SeaweedFS
+answers 404 to a copy of a key ending in ``/``); an implicit directory gets a marker.
+A file open with unsaved data (or created and not yet uploaded) takes the new metadata
+into its next upload instead, with no request now. The mount root and buckets have
+nowhere to keep metadata: changes there are accepted and not stored.
 
 POSIX attributes are written in s3fs's dialect (``posix_meta.to_metadata``); atime is
 not stored.
