@@ -111,6 +111,8 @@ class FaultProxy:
         self.plan = plan or FaultPlan()
         self.upstream_timeout = upstream_timeout
         self.counts: Counter[str] = Counter()
+        # (kind, method, request target) of every injected fault, in order.
+        self.events: list[tuple[str, str, str]] = []
         self._seen: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -159,6 +161,13 @@ class FaultProxy:
         """Change the faults of the requests that arrive from now on."""
         self.plan = plan
 
+    def answers_lost(self) -> list[tuple[str, str]]:
+        """(method, target) of requests the server carried out whose answer the client
+        lost (a body fault): the ones a client cannot know the outcome of."""
+        with self._lock:
+            return [(method, target) for kind, method, target in self.events
+                    if kind in ("reset_body", "short_body", "reset_answer")]
+
     def injected(self) -> dict[str, int]:
         """Faults injected so far, by kind (zeros omitted); ``reset_answer`` is a body
         fault drawn for an answer without a body (the answer is lost whole)."""
@@ -189,9 +198,11 @@ class FaultProxy:
         with self._lock:
             (self._sockets.add if add else self._sockets.discard)(sock)
 
-    def _count(self, what: str) -> None:
+    def _count(self, what: str, head: _Head | None = None) -> None:
         with self._lock:
             self.counts[what] += 1
+            if head is not None:
+                self.events.append((what, head.method, head.target))
 
     def _serve(self, client: socket.socket) -> None:
         rfile = client.makefile("rb")
@@ -226,14 +237,14 @@ class FaultProxy:
             self.counts["requests"] += 1
         fault = self.plan.choose(head.method, path, nth)
         if fault == "reset":
-            self._count("reset")
+            self._count("reset", head)
             raise _Reset
         if fault == "stall":
-            self._count("stall")
+            self._count("stall", head)
             self._stopping.wait(self.plan.stall_seconds)
             raise _Reset
         if fault == "error":
-            self._count("error")
+            self._count("error", head)
             _drain_body(rfile, head)
             body = error_document(self.plan.error_status)
             client.sendall(_response_head(self.plan.error_status, [
@@ -268,7 +279,7 @@ class FaultProxy:
         bodiless = head.method == "HEAD" or resp.status in (204, 304)
         size = 0 if bodiless else (int(length) if length and length.isdigit() else None)
         if fault in ("reset_body", "short_body"):
-            self._count(fault if size != 0 else "reset_answer")
+            self._count(fault if size != 0 else "reset_answer", head)
             self._cut(client, resp, size, clean=fault == "short_body")
         headers = [(n, v) for n, v in resp.getheaders() if n.lower() not in _HOP_BY_HOP]
         chunked = size is None

@@ -79,6 +79,7 @@ def test_a_lost_answer_to_a_put_is_retried_and_the_object_is_whole(
     with pytest.raises(errors.ConnectionFailed):
         store.put_object(bucket, "k", b"stored anyway")
     assert proxy.injected() == {"reset_answer": 1}
+    assert proxy.answers_lost() == [("PUT", f"/{bucket}/k")]
     assert direct.get_object(bucket, "k").data == b"stored anyway"
 
 
@@ -130,3 +131,14 @@ def test_stop_ends_the_proxy(seaweed) -> None:
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
     assert not [t for t in proxy._threads if t.is_alive()]
+
+
+def test_a_lost_create_answer_leaves_an_upload_the_client_cannot_know(
+        proxy, through, direct, bucket) -> None:
+    """Why the 500-file test allows orphans exactly where a Create answer was lost."""
+    proxy.set_plan(FaultPlan(reset_body_rate=1.0, methods=frozenset({"POST"})))
+    with pytest.raises((errors.ConnectionFailed, errors.IncompleteBody)):
+        through(proxy, retry_time=0.0).create_multipart_upload(bucket, "k")
+    [(method, target)] = proxy.answers_lost()
+    assert method == "POST" and target.startswith(f"/{bucket}/k?uploads")
+    assert [u.key for u in direct.list_multipart_uploads(bucket)] == ["k"]
