@@ -211,7 +211,7 @@ def test_the_mount_behaves_like_a_local_directory(mounter, new_bucket):
     World.mounter, World.bucket, World.steps = mounter, new_bucket(), 0
     World.mount = mounter.mount(World.bucket)
     run_state_machine_as_test(MountModel, settings=settings(
-        max_examples=55, stateful_step_count=50, deadline=None, derandomize=True,
+        max_examples=60, stateful_step_count=50, deadline=None, derandomize=True,
         suppress_health_check=list(HealthCheck), print_blob=True))
     print(f"model: {World.steps} steps")
     assert World.steps >= MIN_STEPS, f"only {World.steps} steps ran"
