@@ -121,13 +121,15 @@ class MetadataOps:
             metadata, content_type = mutate(
                 dict(open_file.metadata), open_file.content_type, open_file.attrs
             )
+            if metadata == open_file.metadata and content_type == open_file.content_type:
+                return True  # nothing changes (tar's fchown to the owner it has)
             open_file.metadata, open_file.content_type = metadata, content_type
             open_file.attrs = self._attrs(open_file.attrs, metadata)
             pending = open_file.pending_create or open_file.buffer.dirty
             if pending:  # else the self-copy below stores it; commit passes it on too
                 open_file.buffer.set_metadata(dict(metadata), content_type)
-        if pending:
-            self.ns.changed(open_file.path, self.fs.getattr(open_file.path))
+        # No stat cache update while pending: an open file's attributes come from the
+        # open file (getattr, readdir), and its upload records them in the cache.
         return pending
 
     def _attrs(self, old: Attributes, metadata: Mapping[str, str]) -> Attributes:
