@@ -189,7 +189,8 @@ class Filesystem:
             open_file.buffer.truncate(0)
         handle = self.handles.add(path, open_intent(flags), open_file=open_file)
         handle.must_upload = True  # an empty file closed without writes becomes an object
-        self.ns.changed(path, attrs)
+        # No stat cache entry yet: getattr and readdir answer from the open file, and
+        # its upload records the stored attributes.
         return handle.fh
 
     def new_attrs(self, mode: int, size: int = 0) -> Attributes:
