@@ -1,5 +1,6 @@
 """readdir: paginated listing, the stat cache it fills, and what it skips."""
 
+import os
 import stat
 
 import pytest
@@ -109,3 +110,19 @@ def test_readdir_of_a_file_or_missing_name(env):
         env.fs.readdir("/file")
     with pytest.raises(NotFound):
         env.fs.readdir("/missing")
+
+
+def test_entries_of_open_files_carry_their_live_attributes(env):
+    # readdirplus hands these to the kernel: they must agree with getattr.
+    env.put("d/old", b"x")
+    env.fs.readdir("/d")
+    fh = env.fs.open("/d/old", os.O_WRONLY | os.O_APPEND)
+    env.fs.write("/d/old", fh, 0, b"more")
+    new = env.fs.create("/d/new", stat.S_IFREG | 0o600, os.O_WRONLY)
+    entries = {e.name: e.attrs for e in env.fs.readdir("/d")}
+    assert entries["old"] == env.fs.getattr("/d/old") and entries["old"].size == 5
+    assert entries["new"] == env.fs.getattr("/d/new") and entries["new"].mode & 0o777 == 0o600
+    for path, handle in (("/d/old", fh), ("/d/new", new)):
+        env.fs.flush(path, handle)
+        env.fs.release(path, handle)
+    assert {e.name: e.attrs.size for e in env.fs.readdir("/d")} == {"new": 0, "old": 5}
