@@ -16,8 +16,12 @@ Importing the binding loads libfuse: ``cli.select_fuse_library`` sets
 imported, so the choice is explicit rather than an accident of what the machine has
 installed (mfusepy alone prefers libfuse2; DESIGN.md §8).
 
-No locks here: the object is stateless apart from the ``Filesystem`` it wraps and a
-readiness callback, and libfuse calls it from many threads.
+``TunedFUSE`` is the binding object ``mount.serve`` runs: mfusepy's ``FUSE`` with
+readdirplus, cheaper callbacks and non-``user.`` xattrs answered in place (see there).
+
+Locking: ``FuseOperations`` is stateless apart from the ``Filesystem`` it wraps and a
+readiness callback, and libfuse calls it from many threads. ``TunedFUSE._lock`` guards
+its directory snapshots, for dict operations only.
 """
 
 from __future__ import annotations
