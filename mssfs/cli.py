@@ -302,7 +302,7 @@ def store_config(
             addressing="path" if store_opts.path_style else "virtual",
             verify_tls=False if store_opts.no_verify_ssl else (store_opts.ca_bundle or True),
             connect_timeout=store_opts.connect_timeout, read_timeout=store_opts.timeout,
-            max_retries=store_opts.retries,
+            max_retries=store_opts.retries, retry_time=store_opts.retry_time,
         )
     except ValueError as exc:
         raise CliError(str(exc))

@@ -106,7 +106,6 @@ STORE_ERRNO: tuple[tuple[type[BaseException], int], ...] = (
     (store_errors.KeyTooLong, errno.ENAMETOOLONG),
     (store_errors.EntityTooLarge, errno.EFBIG),
     (store_errors.PreconditionFailed, errno.ESTALE),
-    (store_errors.RequestTimeout, errno.ETIMEDOUT),
     (store_errors.StoreError, errno.EIO),
 )
 

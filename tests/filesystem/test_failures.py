@@ -54,7 +54,7 @@ def test_failed_upload_of_a_new_file_leaves_no_object(env):
     [
         ("HeadObject", store_errors.AccessDenied("no"), errno.EACCES),
         ("HeadObject", store_errors.ServiceUnavailable("down"), errno.EIO),
-        ("HeadObject", store_errors.RequestTimeout("slow"), errno.ETIMEDOUT),
+        ("HeadObject", store_errors.RequestTimeout("slow"), errno.EIO),
         ("HeadObject", store_errors.NoSuchBucket("gone"), errno.ENOENT),
         ("ListObjectsV2", store_errors.ServiceUnavailable("down"), errno.EIO),
     ],

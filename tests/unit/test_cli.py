@@ -52,11 +52,13 @@ def test_endpoint_precedence():
 def test_store_options_reach_the_store_config(tmp_path):
     config, _ = cli.build_config(args_for(
         "b", "/m", "--region", "cn-north-1", "-o",
-        "sigv2,virtual_host,no_verify_ssl,retries=2,timeout=5s,connect_timeout=1s"), ENV)
+        "sigv2,virtual_host,no_verify_ssl,retries=2,timeout=5s,connect_timeout=1s,"
+        "retry_time=7s"), ENV)
     store = config.store
     assert (store.region, store.signature, store.addressing) == ("cn-north-1", "v2", "virtual")
     assert (store.verify_tls, store.max_retries, store.read_timeout, store.connect_timeout) == (
         False, 2, 5.0, 1.0)
+    assert store.retry_time == 7.0
     pem = tmp_path / "ca.pem"
     pem.write_text("")
     bundle, _ = cli.build_config(args_for("b", "/m", "-o", f"ca_bundle={pem}"), ENV)
