@@ -184,8 +184,10 @@ class Namespace:
 
     def known_object(self, key_or_info: str | ObjectInfo, attrs: Attributes) -> ObjectInfo | None:
         """The object of this version (``attrs``' ETag and size) with its metadata, as
-        this mount last uploaded or HEADed it; None when unknown (HEAD it). A path or
-        an ``ObjectInfo`` names the key. Whoever relies on it writes with If-Match."""
+        this mount uploaded or HEADed it within the stat TTL; None when unknown (HEAD
+        it). A path or an ``ObjectInfo`` names the key. Trusted no longer than a stat
+        entry: a metadata-only change elsewhere (a self-copy) keeps the ETag, so the
+        If-Match of whoever relies on it would not catch that."""
         if attrs.etag is None:
             return None
         if isinstance(key_or_info, ObjectInfo):
@@ -194,7 +196,12 @@ class Namespace:
             key = self.root.resolve(key_or_info)[1]
         with self._lock:
             found = self._versions.get((key, attrs.etag, attrs.size))
-        return found[2] if found is not None else None
+        if found is None or self._clock() - found[1] > self._stat_ttl():
+            return None
+        return found[2]
+
+    def _stat_ttl(self) -> float:
+        return getattr(getattr(self.cache, "config", None), "stat_ttl", 60.0)
 
     def known_exactly(self, path: str, attrs: Attributes) -> bool:
         """Are ``attrs`` what the object's metadata says (learned from a HEAD or a write
@@ -339,7 +346,7 @@ class Namespace:
 
     def _head_all(self, bucket: str, files: dict[str, ObjectInfo]) -> dict[str, ObjectInfo]:
         # A HEAD is as good as a stat entry for as long: re-HEAD versions older than that.
-        max_age = getattr(getattr(self.cache, "config", None), "stat_ttl", 60.0)
+        max_age = self._stat_ttl()
         todo = {n: i for n, i in files.items() if self._remembered(i, max_age) is None}
         if self._submit is None:
             heads = {n: self._head_quiet(bucket, i) for n, i in todo.items()}

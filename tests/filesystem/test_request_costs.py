@@ -140,3 +140,18 @@ def test_a_moved_file_keeps_its_known_metadata(env):
     env.fs.chmod("/b", 0o600)
     assert dict(env.store.counts) == {"CopyObject": 1}
     assert env.fs.getattr("/b").mode & 0o777 == 0o600
+
+
+def test_known_metadata_is_trusted_no_longer_than_a_stat_entry(env):
+    # Another client's metadata-only change (a self-copy) keeps the ETag: after the
+    # stat TTL the mount asks again instead of rewriting from what it remembers.
+    env.write_file("/f", b"data")
+    env.store.copy_object(env.bucket, "f", env.bucket, "f",
+                          metadata={**env.store.head_object(env.bucket, "f").metadata,
+                                    "color": "blue"})
+    env.clock.advance(env.stat_ttl + 1)
+    env.fs.readdir("/")  # a listing refreshes the stat entry without a HEAD
+    env.store.reset_counts()
+    env.fs.chmod("/f", 0o600)
+    assert env.store.counts["HeadObject"] == 1
+    assert env.store.head_object(env.bucket, "f").metadata["color"] == "blue"
