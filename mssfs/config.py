@@ -110,6 +110,9 @@ class FuseOptions:
     entry_timeout: float = 1.0
     negative_timeout: float = 0.0
     url_expires: float = 3600.0  # expiry of the presigned URL in ``user.mssfs.url``
+    # Kernel read-ahead of the mount (root only; see kernel_tuning): 1 MiB turns the
+    # kernel's 128 KiB sequential reads into 1 MiB ones. 0 keeps the kernel's value.
+    kernel_read_ahead: int = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,8 @@ OPTIONS: tuple[Option, ...] = (
            "kernel cache time of missing names"),
     Option("url_expires", "fuse", "url_expires", parse_duration,
            "expiry of the URL in the user.mssfs.url attribute"),
+    Option("kernel_read_ahead", "fuse", "kernel_read_ahead", parse_size,
+           "kernel read-ahead of the mount, set when mounting as root (0: kernel default)"),
     # the object store
     Option("endpoint", "store", "endpoint", str,
            "S3 endpoint URL (also --endpoint, $MSS_ENDPOINT)"),

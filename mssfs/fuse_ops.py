@@ -243,11 +243,28 @@ class FuseOperations(mfusepy.Operations):
 
     use_ns = True
 
-    def __init__(self, fs: Any, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        on_ready: Callable[[], None] | None = None,
+        after_init: Callable[[], None] | None = None,
+    ) -> None:
         self.fs = fs
         self._on_ready = on_ready
+        # Run once, at the first request after init: by then the kernel has processed
+        # libfuse's INIT reply (which sets the mount's read-ahead, see kernel_tuning).
+        self._after_init = after_init
+        self._after_init_lock = threading.Lock()
+
+    def _run_after_init(self) -> None:
+        with self._after_init_lock:
+            hook, self._after_init = self._after_init, None
+        if hook is not None:
+            hook()
 
     def __call__(self, op: str, *args: Any) -> Any:
+        if self._after_init is not None:
+            self._run_after_init()
         try:
             return getattr(self.fs, op)(*args)
         except Exception as exc:

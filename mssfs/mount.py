@@ -36,6 +36,7 @@ from typing import Any
 from mssfs.config import MountConfig
 from mssfs.control import ControlFilesystem
 from mssfs.fuse_ops import FuseOperations, TunedFUSE
+from mssfs.kernel_tuning import set_read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,9 @@ def serve(config: MountConfig, parts: Components, on_ready: Callable[[], None] |
     target = parts.filesystem
     if parts.stats is not None:
         target = ControlFilesystem(parts.filesystem, parts.stats.snapshot)
-    operations = FuseOperations(target, signal_ready)
+    operations = FuseOperations(
+        target, signal_ready,
+        after_init=lambda: set_read_ahead(config.mountpoint, config.fuse.kernel_read_ahead))
     try:
         with warnings.catch_warnings():
             # mfusepy warns that it ignores Operations.__call__; ours is called explicitly.

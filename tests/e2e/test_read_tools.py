@@ -131,3 +131,14 @@ def test_uid_gid_umask_options_apply_to_objects_without_metadata(mounter, loaded
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (1234, 5678, 0o640)
     assert os.stat(mount / "docs").st_mode & 0o777 == 0o750
     mounter.umount(mount)
+
+
+def test_the_kernel_reads_ahead_1_mib(mnt):
+    # As root the mount raises its bdi read-ahead (kernel_tuning), so sequential reads
+    # reach it as 1 MiB requests rather than the kernel's default 128 KiB.
+    from mssfs.kernel_tuning import mount_device
+
+    device = mount_device(str(mnt.path))
+    assert device is not None
+    with open(f"/sys/class/bdi/{device}/read_ahead_kb") as handle:
+        assert handle.read().strip() == "1024"

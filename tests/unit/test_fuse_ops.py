@@ -283,3 +283,18 @@ def test_fill_stat_writes_what_stat_dict_says(attrs):
     st = mfusepy.c_stat()
     fill_stat(st, attrs)
     assert bytes(st) == bytes(expected)
+
+
+def test_after_init_runs_once_at_the_first_request_after_init():
+    # The kernel processes libfuse's INIT reply only after init returns, and that reply
+    # lowers the read-ahead: tuning it must wait for the first request after init.
+    ran = []
+    fs = RecordingFs(getattr=Attributes(mode=stat.S_IFDIR | 0o755, size=0, mtime=0, uid=0,
+                                        gid=0))
+    operations = FuseOperations(fs, on_ready=lambda: ran.append("ready"),
+                                after_init=lambda: ran.append("after"))
+    operations.init("/")
+    assert ran == ["ready"]
+    operations.getattr("/")
+    operations.getattr("/")
+    assert ran == ["ready", "after"]
