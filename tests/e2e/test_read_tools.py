@@ -138,6 +138,7 @@ def test_the_kernel_reads_ahead_1_mib(mnt):
     # reach it as 1 MiB requests rather than the kernel's default 128 KiB.
     from mssfs.kernel_tuning import mount_device
 
+    os.listdir(mnt.path)  # it is set at the first request after INIT: make sure one came
     device = mount_device(str(mnt.path))
     assert device is not None
     with open(f"/sys/class/bdi/{device}/read_ahead_kb") as handle:
