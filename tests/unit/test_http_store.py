@@ -115,19 +115,6 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
 
 
-@pytest.fixture
-def server() -> Iterator[CannedServer]:
-    srv = CannedServer()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.stopping.set()
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=10)
 
 
 class Sleeps(list):

@@ -7,11 +7,12 @@ The server is the canned one of ``test_http_store``.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import pytest
-from test_http_store import CREDS, Answer, CannedServer, error_xml
+from test_http_store import (
+    CREDS,
+    Answer,
+    error_xml,
+)
 
 from mssfs.store import errors
 from mssfs.store.config import StoreConfig
@@ -36,21 +37,6 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
-
-
-@pytest.fixture
-def server() -> Iterator[CannedServer]:
-    srv = CannedServer()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.stopping.set()
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=10)
 
 
 def budget_store(endpoint: str, fake: FakeTime, **config: object) -> HttpStore:

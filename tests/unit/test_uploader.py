@@ -8,6 +8,7 @@ import threading
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_write_buffer import GatedStore
 
 from mssfs import uploader as uploader_module
 from mssfs.store import errors
@@ -25,34 +26,6 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 BUCKET = "bucket"
-
-
-class GatedStore:
-    """MemoryStore whose UploadPart waits for ``gate`` and records how many run at once."""
-
-    def __init__(self, inner: MemoryStore) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Semaphore(0)
-        self._lock = threading.Lock()
-        self.running = 0
-        self.max_running = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def upload_part(self, *args, **kwargs):
-        with self._lock:
-            self.running += 1
-            self.max_running = max(self.max_running, self.running)
-        self.entered.release()
-        try:
-            assert self.gate.wait(30), "gate never opened"
-            return self.inner.upload_part(*args, **kwargs)
-        finally:
-            with self._lock:
-                self.running -= 1
 
 
 @pytest.fixture
