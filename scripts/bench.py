@@ -77,8 +77,18 @@ class Result:
         ratio = (m / b) if self.higher_is_better else (b / m if m else float("nan"))
         return (
             f"{self.name:<34} mssfs {m:10.2f} {self.unit:<5} baseline {b:10.2f} {self.unit:<5}"
-            f" ratio {ratio:5.2f}x  (runs {len(self.mssfs)}) {self.note}"
+            f" ratio {ratio:5.2f}x  (runs {len(self.mssfs)}{self.paired()}) {self.note}"
         )
+
+    def paired(self) -> str:
+        """Each run's own ratio (mssfs and baseline measured back to back): on a noisy
+        machine their spread says how far the medians can be trusted."""
+        if len(self.mssfs) != len(self.baseline) or len(self.mssfs) < 2:
+            return ""
+        pairs = zip(self.mssfs, self.baseline, strict=True)
+        ratios = [(m / b if self.higher_is_better else b / m) if m and b else float("nan")
+                  for m, b in pairs]
+        return ": " + " ".join(f"{r:.2f}" for r in ratios)
 
 
 class Bench:
@@ -152,6 +162,10 @@ class Bench:
         os.sync()
 
     def drop_caches(self) -> None:
+        """Drop the page cache, which also holds SeaweedFS's volume files and the
+        source files: call it before both sides of a comparison, never one only (the
+        side after a drop reads from disk; until this was fixed, the mount's cold read
+        was timed against a boto3 download served from a warm page cache)."""
         subprocess.run(["sync"], check=False)
         with contextlib.suppress(OSError):
             Path("/proc/sys/vm/drop_caches").write_text("3\n")
@@ -238,6 +252,7 @@ class Bench:
                     ["dd", f"if={mnt}/big.bin", "of=/dev/null", "bs=1M"],
                     check=True, capture_output=True))
             self.settle(out)
+            self.drop_caches()  # the same cold server for both
             res.baseline.append(mb / self.timed(self.s3.download_file,
                 bucket, "big.bin", str(out), Config=self.tconf))
         out.unlink(missing_ok=True)
@@ -306,6 +321,7 @@ class Bench:
                     self.s3.get_object(Bucket=bucket, Key="rand.bin",
                                        Range=f"bytes={off}-{off + 4095}")["Body"].read()
 
+            self.drop_caches()  # the same cold server as the mount's cold run
             cold.baseline.append(count / self.timed(raw, random.Random(7)))
         cold.note = "baseline: sequential raw ranged GETs of 4 KiB"
         warm.note = "page cache dropped; served from the on-disk block cache"
@@ -323,6 +339,7 @@ class Bench:
                 res.mssfs.append(mb / self.timed(subprocess.run,
                     ["dd", f"if={src}", f"of={mnt}/w{i}.bin", "bs=1M"],
                     check=True, capture_output=True))
+            self.drop_caches()  # both read the source from disk
             res.baseline.append(mb / self.timed(self.s3.upload_file,
                 str(src), bucket, f"b{i}", Config=self.tconf))
         res.note = f"dd bs=1M of {self.big // MiB} MiB, timed until close returns"
