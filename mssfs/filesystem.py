@@ -53,6 +53,7 @@ from mssfs.namespace import FsConfig, Namespace
 from mssfs.open_files import OpenFiles
 from mssfs.paths import MountRoot
 from mssfs.renames import Renamer
+from mssfs.staging import MemoryBudget
 from mssfs.store.base import ObjectStore
 from mssfs.xattrs import MetadataOps
 
@@ -87,6 +88,7 @@ class Filesystem:
         self.prefetcher = prefetcher
         self.uploader = uploader
         self.recovery = recovery
+        self.staging_memory = MemoryBudget(config.staging_memory_total)
         self.clock = clock
         self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)
         self.handles = HandleTable()
