@@ -51,6 +51,7 @@ from mssfs.errors import (
 from mssfs.handles import Handle, HandleTable, OpenIntent, open_intent
 from mssfs.namespace import FsConfig, Namespace
 from mssfs.open_files import OpenFiles
+from mssfs.page_versions import PageVersions
 from mssfs.paths import MountRoot
 from mssfs.renames import Renamer
 from mssfs.staging import MemoryBudget
@@ -89,6 +90,7 @@ class Filesystem:
         self.uploader = uploader
         self.recovery = recovery
         self.staging_memory = MemoryBudget(config.staging_memory_total)
+        self.page_versions = PageVersions(config.max_remembered)
         self.clock = clock
         self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)
         self.handles = HandleTable()
@@ -161,13 +163,25 @@ class Filesystem:
         if attrs.is_dir:
             raise IsADirectory(path=path)
         reader = None
+        keep = False
         if self.handles.open_file(path) is None:
             bucket, key = self.resolve(path)
             reader = self.prefetcher.open_reader(bucket, key, attrs.etag or "", attrs.size)
-        return self.handles.add(path, intent, reader=reader).fh
+            keep = self.page_versions.opened_for_read(path, attrs.etag)
+        else:  # being written through the mount: what the kernel holds is not stored yet
+            self.page_versions.forget(path)
+        handle = self.handles.add(path, intent, reader=reader)
+        handle.keep_cache = keep
+        return handle.fh
+
+    def keep_cache(self, fh: int) -> bool:
+        """Whether the kernel may keep the pages it holds for this handle's file (the
+        ETag is the one they were read under: see ``page_versions``)."""
+        return self.handles.get(fh).keep_cache
 
     def _open_for_write(self, path: str, intent: OpenIntent) -> int:
         self.check_writable(path)
+        self.page_versions.forget(path)
         if path == "/" or self.root.is_bucket_path(path):
             raise IsADirectory(path=path)
         open_file = self.handles.attach(path, lambda: self.files.open_existing(path, intent))
@@ -186,6 +200,7 @@ class Filesystem:
         self.resolve(path)
         self.ns.require_dir(parent)
         attrs = self.new_attrs(stat.S_IFREG | (mode & 0o7777))
+        self.page_versions.forget(path)
         open_file = self.handles.attach(path, lambda: self.files.new_file(path, attrs))
         if open_file.buffer.size:
             open_file.buffer.truncate(0)

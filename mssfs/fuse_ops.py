@@ -17,7 +17,8 @@ imported, so the choice is explicit rather than an accident of what the machine 
 installed (mfusepy alone prefers libfuse2; DESIGN.md §8).
 
 ``TunedFUSE`` is the binding object ``mount.serve`` runs: mfusepy's ``FUSE`` with
-readdirplus, cheaper callbacks and non-``user.`` xattrs answered in place (see there).
+readdirplus, cheaper callbacks, ``keep_cache`` on open and non-``user.`` xattrs
+answered in place (see there).
 
 Locking: ``FuseOperations`` is stateless apart from the ``Filesystem`` it wraps and a
 readiness callback, and libfuse calls it from many threads. ``TunedFUSE._lock`` guards
@@ -202,6 +203,15 @@ class TunedFUSE(mfusepy.FUSE):
             self._listings.pop(fip.contents.fh, None)
         return 0
 
+    def open(self, path: bytes, fip: Any) -> int:
+        # mfusepy's open sets only fh; keep_cache (see page_versions) tells the kernel
+        # not to drop the pages it holds for the file, which mfusepy cannot express.
+        fi = fip.contents
+        fi.fh = self.operations.open(path.decode(self.encoding, self.errors), fi.flags)
+        if self.operations.keep_cache(fi.fh):
+            fi.keep_cache = 1
+        return 0
+
     def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
         # Only user.* attributes exist (xattrs answers ENOTSUP for other namespaces),
         # and the kernel and tools ask for others all the time: security.capability
@@ -307,6 +317,9 @@ class FuseOperations(mfusepy.Operations):
     # -- files -----------------------------------------------------------------------
     def open(self, path: str, flags: int) -> int:
         return self("open", path, flags)
+
+    def keep_cache(self, fh: int) -> bool:
+        return self("keep_cache", fh)
 
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
         return self("create", path, mode, flags)

@@ -85,6 +85,8 @@ class Handle:
     # Opened by create or O_TRUNC and not uploaded since: ``release`` must upload even
     # if nothing was written (an empty file, a truncated one).
     must_upload: bool = False
+    # Read handles: the kernel may keep its cached pages of the file (page_versions).
+    keep_cache: bool = False
 
 
 class HandleTable:

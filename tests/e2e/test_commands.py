@@ -184,3 +184,22 @@ def test_umount_waits_for_a_running_upload_and_shows_what_is_left(mounter, new_b
         assert "uploads finished" in rest
     assert closed == [len(data)]
     assert s3.get_object(bucket, "slow.bin").data == data
+
+
+def test_a_reread_of_an_unchanged_file_comes_from_the_page_cache(mounter, mount, s3, bucket):
+    # Larger than the mount's block cache (64 MiB): only the kernel can serve a re-read.
+    data = os.urandom(80 * MiB)
+    s3.put_object(bucket, "reread.bin", data)
+    path = mount / "reread.bin"
+    poll(lambda: path.exists())
+    assert path.read_bytes() == data
+    before = stats(mounter, mount)
+    assert path.read_bytes() == data  # same ETag at open: the pages are kept
+    after = stats(mounter, mount)
+    assert after["bytes_received"] == before["bytes_received"]
+    assert after["requests"].get("GetObject", 0) == before["requests"].get("GetObject", 0)
+    # Another client overwrites it: once the stat TTL has passed, open sees the new
+    # ETag and the kernel drops the old pages (never stale bytes).
+    changed = os.urandom(80 * MiB)
+    s3.put_object(bucket, "reread.bin", changed)
+    poll(lambda: path.read_bytes() == changed)

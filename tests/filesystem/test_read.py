@@ -99,3 +99,48 @@ def test_reader_sees_dirty_data_of_a_writer_of_the_same_file(env):
     env.fs.release("/shared", wfh)
     assert env.fs.read("/shared", rfh, 0, 10) == b"bbaa"
     env.fs.release("/shared", rfh)
+
+
+def _keeps(env, path: str, flags: int = os.O_RDONLY) -> bool:
+    fh = env.fs.open(path, flags)
+    try:
+        return env.fs.keep_cache(fh)
+    finally:
+        env.fs.release(path, fh)
+
+
+def test_the_kernel_keeps_its_pages_only_for_the_same_version(env):
+    env.put("f", b"one")
+    assert not _keeps(env, "/f")  # first open: whatever the kernel holds is dropped
+    assert _keeps(env, "/f")  # same ETag: a re-read comes from the page cache
+    env.put("f", b"two")  # another client overwrites
+    env.clock.advance(env.stat_ttl + 1)  # close-to-open sees the new ETag
+    assert not _keeps(env, "/f")
+    assert env.read_file("/f") == b"two"
+    assert _keeps(env, "/f")
+
+
+def test_pages_are_dropped_after_a_write_through_the_mount(env):
+    env.put("f", b"one")
+    assert not _keeps(env, "/f")
+    fh = env.fs.open("/f", os.O_WRONLY)
+    assert not env.fs.keep_cache(fh)
+    env.fs.write("/f", fh, 0, b"ONE")
+    env.fs.release("/f", fh)
+    assert not _keeps(env, "/f")  # a new version: the next open drops the pages
+    assert env.read_file("/f") == b"ONE"
+    assert _keeps(env, "/f")
+
+
+def test_pages_of_a_renamed_or_recreated_file_are_not_kept(env):
+    env.put("a", b"aaa")
+    env.put("b", b"bbb")
+    assert not _keeps(env, "/a") and not _keeps(env, "/b")
+    env.fs.rename("/a", "/b")  # the kernel moves a's node, with its pages, to /b
+    assert not _keeps(env, "/b")
+    assert env.read_file("/b") == b"aaa"
+    env.fs.unlink("/b")
+    fh = env.fs.create("/b", 0o644, os.O_WRONLY)
+    env.fs.write("/b", fh, 0, b"aaa")  # the same bytes again: the same ETag
+    env.fs.release("/b", fh)
+    assert not _keeps(env, "/b")
