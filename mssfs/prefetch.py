@@ -19,20 +19,13 @@ How a read is served:
   that starts at ``initial_window`` and doubles on each sequential read up to
   ``max_window``, as mountpoint-s3's prefetcher does. The window is fetched as "parts"
   (ranged GETs of up to ``part_size``, block-aligned) on the pool, in parallel, so one
-  ``cat`` runs like a parallel downloader. Each part's GET reads straight from the
-  socket into the part's buffer (``store.get_object_readinto``), and a read waits only
-  until the bytes it needs have arrived, not for the whole part. Buffers of full parts
-  are reused (``_Buffers``): a fresh 8 MiB buffer page-faults on each of its pages. A
-  read outside the tolerance is a seek: the reader drops its parts and starts over
-  with block reads.
+  ``cat`` runs like a parallel downloader. A read outside the tolerance is a seek: the
+  reader drops its parts and starts over with block reads.
 - Memory is bounded: each part reserves its size from the ``_Budget`` shared by all
   readers before it is submitted. When the budget is used up a reader simply schedules
   fewer parts (its window shrinks) and reads what is not prefetched with block reads:
-  it never waits for another reader and never exceeds the budget. A part's buffer and
-  reservation come back together once the reader has moved past it (or dropped it),
-  its GET has ended and no read still copies from it (reads pin the parts they planned
-  to use, so a seek by another thread never pulls a buffer from under a read). Up to
-  four idle part buffers are kept for reuse, outside the budget.
+  it never waits for another reader and never exceeds the budget. A part's reservation
+  is returned once the reader has moved past it (or dropped it and its GET finished).
   Consumed parts of objects no larger than half the block cache are kept in the block
   cache (a re-read then costs nothing); parts of larger objects are dropped, so a
   streaming read of a huge object does not churn the cache for nothing. With a disk
@@ -42,12 +35,9 @@ How a read is served:
   only that error (the store client has already retried transient ones) surfaces.
 
 Locking: each ``ObjectReader`` has one lock guarding its window state and part list;
-it is held to plan a read (sequential detection, scheduling parts, pinning and
-releasing them) and never while waiting for a GET. Each ``_Part`` has a condition
-guarding its fill level, pins and buffer; a read waits on it (reader lock not held)
-and copies its bytes out under it. ``_Budget`` and ``_Buffers`` have their own locks.
-The only nestings are reader lock → part condition → budget/buffers lock and reader
-lock → cache lock, never the reverse.
+it is held to plan a read (sequential detection, scheduling parts, releasing consumed
+ones) and never while waiting for a GET. ``_Budget`` has its own lock; the only
+nesting is reader lock → budget lock and reader lock → cache lock, never the reverse.
 Threads: the pool belongs to ``Prefetcher``; ``close()`` cancels queued GETs and waits
 for running ones (each bounded by the store's timeouts).
 """
@@ -73,8 +63,7 @@ MiB = 1024 * 1024
 @dataclass(frozen=True)
 class ReadConfig:
     """Read-path settings. Memory bound of the mount's read path:
-    ``cache_bytes + max_inflight_bytes`` (plus the blocks of reads being served and
-    at most four idle part buffers kept for reuse)."""
+    ``cache_bytes + max_inflight_bytes`` (plus the blocks of reads being served)."""
 
     block_size: int = 1 * MiB  # unit of random reads and of both caches
     part_size: int = 8 * MiB  # largest prefetch GET (a multiple of block_size)
@@ -131,102 +120,13 @@ class _Budget:
             self.in_use -= n
 
 
-class _Buffers:
-    """Idle part buffers, for reuse. A fresh 8 MiB buffer costs a page fault for each of
-    its 2,048 pages every time (the system CPU that made reads slow); a reused one is
-    already mapped. At most ``keep`` idle buffers are kept, of exactly ``size`` bytes."""
-
-    def __init__(self, size: int, keep: int) -> None:
-        self.size, self.keep = size, keep
-        self._free: list[bytearray] = []
-        self._lock = threading.Lock()
-
-    def take(self, n: int) -> bytearray:
-        if n == self.size:
-            with self._lock:
-                if self._free:
-                    return self._free.pop()
-        return bytearray(n)
-
-    def give(self, buf: bytearray) -> None:
-        if len(buf) == self.size:
-            with self._lock:
-                if len(self._free) < self.keep:
-                    self._free.append(buf)
-
-
 class _Part:
-    """One prefetch GET of [start, end), read by a pool task straight into ``buf``.
+    __slots__ = ("end", "future", "start")
 
-    ``filled`` bytes from the front are final as soon as they arrive (``advance``), so
-    a read waits only for the bytes it needs, not for the whole part. ``done`` is set
-    when the task ends, however it ends (a future's done callback, so a cancelled part
-    is done too). ``users`` counts reads that planned to copy from the part (pinned
-    under the reader lock). The buffer and the budget are given back (``release``,
-    exactly once) when the reader has dropped the part, the task is done and no read
-    uses it: before that, no other part can be handed the memory.
-
-    Locking: ``cond`` guards every field but ``future``, which the reader lock guards;
-    it is taken after the reader lock, never before.
-    """
-
-    __slots__ = ("_release", "buf", "cond", "done", "dropped", "end", "filled", "future",
-                 "released", "start", "users")
-
-    def __init__(self, start: int, end: int, release: Callable[[bytearray | None], None]):
+    def __init__(self, start: int, end: int, future: Future) -> None:
         self.start = start
         self.end = end
-        self.future: Future | None = None
-        self.buf: bytearray | None = None  # taken by the task when it starts
-        self.filled = 0
-        self.done = self.dropped = self.released = False
-        self.users = 0
-        self.cond = threading.Condition(threading.Lock())
-        self._release = release
-
-    def advance(self, n: int) -> None:
-        """Pool task: ``buf[:n]`` is final."""
-        with self.cond:
-            if n > self.filled:
-                self.filled = n
-                self.cond.notify_all()
-
-    def finish(self, _future: object = None) -> None:
-        with self.cond:
-            self.done = True
-            self.cond.notify_all()
-            self._maybe_release()
-
-    def drop(self) -> None:
-        with self.cond:
-            self.dropped = True
-            self._maybe_release()
-
-    def pin(self) -> None:
-        with self.cond:
-            self.users += 1
-
-    def unpin(self) -> None:
-        with self.cond:
-            self.users -= 1
-            self._maybe_release()
-
-    def copy(self, a: int, b: int) -> bytes | None:
-        """Bytes [a, b) (object offsets) once they have arrived; None when the task
-        ended without them (failed or cancelled). The caller holds a pin."""
-        need = b - self.start
-        with self.cond:
-            while self.filled < need and not self.done:
-                self.cond.wait()
-            if self.filled < need or self.buf is None:
-                return None
-            return bytes(memoryview(self.buf)[a - self.start : need])
-
-    def _maybe_release(self) -> None:
-        if self.dropped and self.done and not self.users and not self.released:
-            self.released = True
-            buf, self.buf = self.buf, None
-            self._release(buf)
+        self.future = future
 
 
 class Prefetcher:
@@ -244,9 +144,6 @@ class Prefetcher:
         self.cache = cache
         self.disk_cache = disk_cache
         self.budget = _Budget(config.max_inflight_bytes)
-        # Enough idle buffers for a streaming reader's turnover (one part consumed, the
-        # next one scheduled), not a second copy of the budget.
-        self.buffers = _Buffers(config.part_size, keep=4)
         self._pool = ThreadPoolExecutor(
             max_workers=config.max_concurrency, thread_name_prefix="mssfs-prefetch"
         )
@@ -270,26 +167,7 @@ class Prefetcher:
             )
         return result.data
 
-    def fetch_into(self, bucket: str, key: str, etag: str, view: memoryview, start: int,
-                   progress: Callable[[int], None]) -> None:
-        """GET ``len(view)`` bytes at ``start`` into ``view``, pinned to ``etag``; the
-        store checks the ETag before it writes a byte (``get_object_readinto``)."""
-        self.store.get_object_readinto(bucket, key, view, start, if_match=etag or None,
-                                       progress=progress)
-
-    def new_part(self, start: int, end: int) -> _Part:
-        """A part whose budget (``end - start``, reserved by the caller) and buffer come
-        back when it is released."""
-        n = end - start
-
-        def release(buf: bytearray | None) -> None:
-            if buf is not None:
-                self.buffers.give(buf)
-            self.budget.release(n)
-
-        return _Part(start, end, release)
-
-    def submit(self, fn: Callable[..., object], *args: object) -> Future | None:
+    def submit(self, fn: Callable[..., bytes], *args: object) -> Future | None:
         """Run ``fn`` on the pool; None once closed (the caller reads on demand)."""
         with self._lock:
             if self._closed:
@@ -334,15 +212,7 @@ class ObjectReader:
                 raise ValueError("read from a closed ObjectReader")
             self._track(offset, end)
             plan = self._plan(offset, end)
-            for part, _a, _b in plan:
-                if part is not None:
-                    part.pin()  # its buffer stays ours until unpinned
-        try:
-            chunks = [self._segment(part, a, b) for part, a, b in plan]
-        finally:
-            for part, _a, _b in plan:
-                if part is not None:
-                    part.unpin()
+        chunks = [self._segment(part, a, b) for part, a, b in plan]
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def close(self) -> None:
@@ -401,15 +271,11 @@ class ObjectReader:
                 break
             if not self._p.budget.try_acquire(n):
                 break  # budget used up: the window shrinks
-            part = self._p.new_part(start, start + n)
-            future = self._p.submit(self._fetch_part, part)
-            if future is None:  # closed: give the budget back
-                part.drop()
-                part.finish()
+            future = self._p.submit(self._fetch_part, start, start + n)
+            if future is None:
+                self._p.budget.release(n)
                 break
-            part.future = future
-            future.add_done_callback(part.finish)
-            self._parts.append(part)
+            self._parts.append(_Part(start, start + n, future))
             start += n
         self._ahead_end = max(self._ahead_end, start)
 
@@ -444,38 +310,35 @@ class ObjectReader:
         self._parts = keep
 
     def _drop_parts(self, parts: list[_Part]) -> None:
+        budget = self._p.budget
         for part in parts:
-            part.drop()
-            if part.future is not None:
-                part.future.cancel()  # a queued GET never runs (its callback: finish)
+            n = part.end - part.start
+            if part.future.cancel() or part.future.done():
+                budget.release(n)
+            else:  # still downloading: its memory is in use until it ends
+                part.future.add_done_callback(lambda _f, n=n: budget.release(n))
 
     def _cache_part(self, part: _Part) -> None:
-        bsz = self._cfg.block_size
-        with part.cond:
-            if part.buf is None or part.filled < part.end - part.start:
-                return
-            view = memoryview(part.buf)
-            blocks = [(part.start + pos, bytes(view[pos : min(pos + bsz, part.filled)]))
-                      for pos in range(0, part.filled, bsz)]
-        for pos, block in blocks:
-            self._p.cache.put(self._block_key(pos // bsz), block)
+        fut = part.future
+        if not fut.done() or fut.cancelled() or fut.exception() is not None:
+            return
+        data, bsz = fut.result(), self._cfg.block_size
+        for pos in range(0, len(data), bsz):
+            self._p.cache.put(self._block_key((part.start + pos) // bsz), data[pos : pos + bsz])
 
     # -- fetching (no reader lock) --------------------------------------------------
     def _segment(self, part: _Part | None, a: int, b: int) -> bytes:
         if part is not None:
-            data = part.copy(a, b)
-            if data is not None:
-                return data
-            # The GET failed (or was cancelled): fall back to a block read, whose error
-            # (if any) is the one the application sees.
-            fut = part.future
-            exc = fut.exception() if fut is not None and not fut.cancelled() else None
-            log.debug("prefetch of %s/%s [%d, %d) failed: %r",
-                      self.bucket, self.key, part.start, part.end, exc)
-            with self._lock:
-                if part in self._parts:
-                    self._parts.remove(part)
-                    self._drop_parts([part])
+            try:
+                data = part.future.result()
+                return data[a - part.start : b - part.start]
+            except Exception as exc:  # fall back to a block read; its error is the one
+                log.debug("prefetch of %s/%s [%d, %d) failed: %r",
+                          self.bucket, self.key, part.start, part.end, exc)
+                with self._lock:
+                    if part in self._parts:
+                        self._parts.remove(part)
+                        self._drop_parts([part])
         return self._read_blocks(a, b)
 
     def _read_blocks(self, a: int, b: int) -> bytes:
@@ -521,32 +384,23 @@ class ObjectReader:
                 self._p.disk_cache.put(self._block_key(n), block)
         return blocks
 
-    def _fetch_part(self, part: _Part) -> None:
-        """Pool task: fill one prefetch part, from the disk cache when it holds all of
-        it, else with one GET straight into the part's buffer."""
-        start, end, bsz = part.start, part.end, self._cfg.block_size
-        buf = self._p.buffers.take(end - start)  # here, not under the reader lock
-        with part.cond:
-            part.buf = buf
-        view = memoryview(buf)[: end - start]
+    def _fetch_part(self, start: int, end: int) -> bytes:
+        """Pool task: one prefetch part, from the disk cache when it holds all of it."""
+        bsz = self._cfg.block_size
         disk = self._p.disk_cache if self._cacheable else None
         blocks = range(start // bsz, -(-end // bsz))
         if disk is not None:
-            pos = 0
-            for n in blocks:
-                chunk = disk.get(self._block_key(n))
-                if chunk is None or pos + len(chunk) > end - start:
-                    break
-                view[pos : pos + len(chunk)] = chunk
-                pos += len(chunk)
-            if pos == end - start:  # all of it was on disk
-                part.advance(pos)
-                return
-        self._p.fetch_into(self.bucket, self.key, self.etag, view, start, part.advance)
+            cached = [disk.get(self._block_key(n)) for n in blocks]
+            if all(c is not None for c in cached):
+                data = b"".join(cached)  # type: ignore[arg-type]
+                if len(data) == end - start:
+                    return data
+        data = self._p.fetch(self.bucket, self.key, self.etag, start, end)
         if disk is not None:
             for n in blocks:
                 off = n * bsz - start
-                disk.put(self._block_key(n), view[off : off + bsz])
+                disk.put(self._block_key(n), data[off : off + bsz])
+        return data
 
     def _block_key(self, n: int) -> BlockKey:
         return (self.bucket, self.key, self.etag, n)

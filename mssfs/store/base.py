@@ -20,7 +20,7 @@ Conventions shared by every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -136,23 +136,6 @@ class ObjectStore(Protocol):
         """GET bytes [start, end). A range past the end is clipped; start beyond the
         size of a non-empty object raises InvalidRange. ``if_match`` (an ETag) makes a
         changed object raise PreconditionFailed."""
-        ...
-
-    def get_object_readinto(
-        self,
-        bucket: str,
-        key: str,
-        buf: memoryview,
-        start: int = 0,
-        *,
-        if_match: str | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> GetResult:
-        """GET bytes [start, start + len(buf)) straight into ``buf`` (its ``data`` is
-        empty); IncompleteBody if the object ends before. ``progress(n)`` is called as
-        ``buf[:n]`` becomes final, so a reader can use the front of a range while the
-        rest arrives. A retried attempt starts again at 0 but writes the same bytes (it is
-        pinned to one version by ``if_match``), so a caller may keep the largest ``n``."""
         ...
 
     def put_object(

@@ -35,9 +35,6 @@ whole into memory. GET bodies are read with one ``read(n)`` of the expected size
 costs a single copy out of the socket buffer. ``get_object_into`` instead hands a 2xx
 body to a caller's sink in 256 KiB pieces as it arrives (``transfer.download_file``
 pwrites them): no body-sized buffer, whose fresh pages cost a page fault each.
-``get_object_readinto`` reads a 206 body from the socket straight into a caller's
-(reused) buffer, reporting progress as pieces land (the prefetcher's parts); the ETag
-is checked before the first byte is written.
 
 Threads and locks. ``requests.Session`` is not promised to be thread-safe, so each
 thread gets its own (``threading.local``); ``_sessions_lock`` guards only the set of
@@ -52,7 +49,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import io
 import logging
 import random
@@ -230,10 +226,6 @@ class _Request:
     sink: Callable[[int, bytes], None] | None = None
     chunk_size: int = _SINK_CHUNK
     streamed: int = 0
-    # get_object_readinto: a 206 body is read straight into this buffer instead, and
-    # progress(n) is called as each chunk_size piece lands.
-    into: memoryview | None = None
-    progress: Callable[[int], None] | None = None
 
 
 class _SinkFailed(Exception):
@@ -407,11 +399,7 @@ class HttpStore:
         expected = int(announced) if announced.isdigit() and not bodiless else None
         req.streamed = 0
         try:
-            if expected and req.into is not None and resp.status_code == 206:
-                self._read_into(req, resp, expected)
-                data = b""
-                expected = 0
-            elif expected and req.sink is not None and self._streams(req, resp):
+            if expected and req.sink is not None and self._streams(req, resp):
                 self._stream(req, resp, expected)
                 data = b""
                 expected = 0
@@ -461,52 +449,6 @@ class HttpStore:
                 resp.close()
                 raise _SinkFailed(exc) from exc
             req.streamed += len(chunk)
-
-    def _read_into(self, req: _Request, resp: requests.Response, expected: int) -> None:
-        """Read a 206 body straight into ``req.into``: the socket's bytes land in the
-        caller's buffer with no copy in between (``http.client``'s ``readinto``).
-
-        The ETag is checked before any byte is written: a server that ignores If-Match
-        must not put another version's bytes where a reader may already be looking."""
-        into = req.into
-        assert into is not None
-        wanted = req.headers.get("If-Match")
-        etag = resp.headers.get("ETag")
-        if wanted and etag and s3_xml.strip_etag(etag) != s3_xml.strip_etag(wanted):
-            resp.close()
-            raise errors.PreconditionFailed(f"{req.op}: the object changed",
-                                            code="PreconditionFailed", status=412,
-                                            bucket=req.bucket, key=req.key)
-        if expected > len(into):
-            resp.close()
-            raise self._not_s3(req, "a body longer than the range asked for")
-        fp = getattr(resp.raw, "_fp", None)  # urllib3's http.client response
-        readinto = fp.readinto if isinstance(fp, http.client.HTTPResponse) else None
-        try:
-            while req.streamed < expected:
-                piece = into[req.streamed:min(expected, req.streamed + req.chunk_size)]
-                if readinto is not None:
-                    got = readinto(piece)
-                else:  # not http.client underneath: copy what urllib3 reads
-                    chunk = resp.raw.read(len(piece), decode_content=False)
-                    got = len(chunk)
-                    piece[:got] = chunk
-                if not got:
-                    raise http.client.IncompleteRead(b"", expected - req.streamed)
-                req.streamed += got
-                if req.progress is not None:
-                    req.progress(req.streamed)
-        except (http.client.HTTPException, ConnectionError) as exc:
-            resp.close()
-            raise errors.IncompleteBody(
-                f"{req.op}: got {req.streamed} of {expected} bytes ({type(exc).__name__})",
-                code="IncompleteBody", status=resp.status_code,
-                bucket=req.bucket, key=req.key) from exc
-        except TimeoutError as exc:
-            resp.close()
-            raise errors.RequestTimeout(
-                f"{req.op}: the body stalled after {req.streamed} of {expected} bytes",
-                code="RequestTimeout", bucket=req.bucket, key=req.key) from exc
 
     def _transport_error(self, req: _Request, exc: BaseException) -> errors.StoreError:
         if isinstance(exc, errors.StoreError):
@@ -759,46 +701,6 @@ class HttpStore:
                 sink(0, whole.data)
             return GetResult(b"", whole.etag, whole.size, whole.last_modified,
                              whole.content_type, whole.metadata)
-
-    def get_object_readinto(
-        self,
-        bucket: str,
-        key: str,
-        buf: memoryview,
-        start: int = 0,
-        *,
-        if_match: str | None = None,
-        progress: Callable[[int], None] | None = None,
-        chunk_size: int = 1024 * 1024,
-    ) -> GetResult:
-        """See ``ObjectStore.get_object_readinto``. A 206 answer is read straight into
-        ``buf`` in ``chunk_size`` pieces (``_read_into``); any other 2xx (a server that
-        ignored Range) is read into memory and copied."""
-        view = memoryview(buf).cast("B")
-        want = len(view)
-        if want == 0:
-            return self.get_object(bucket, key, start, start, if_match=if_match)
-        headers = {"Range": f"bytes={start}-{start + want - 1}"}
-        if if_match:
-            headers["If-Match"] = f'"{s3_xml.strip_etag(if_match)}"'
-        req = _Request("GetObject", "GET", bucket, key, headers=headers, into=view,
-                       progress=progress, chunk_size=chunk_size)
-
-        def parse(reply: _Reply) -> GetResult:
-            result = self._get_result(req, reply, start, start + want)
-            got = len(result.data) or req.streamed
-            if got != want:  # the object is shorter: not worth a retry
-                raise errors.InvalidRange(
-                    f"GetObject: asked {want} bytes at {start}, the object has {got}",
-                    code="InvalidRange", status=416, bucket=bucket, key=key)
-            if result.data:  # the server ignored Range: _get_result cut it out
-                view[:] = result.data
-                if progress is not None:
-                    progress(want)
-            return GetResult(b"", result.etag, result.size, result.last_modified,
-                             result.content_type, result.metadata)
-
-        return self._call(req, parse)
 
     def _get_result(self, req: _Request, reply: _Reply, start: int,
                     end: int | None) -> GetResult:

@@ -349,28 +349,6 @@ class MemoryStore:
         return GetResult(data, obj.etag, size, obj.last_modified, obj.content_type,
                          dict(obj.metadata))
 
-    def get_object_readinto(
-        self,
-        bucket: str,
-        key: str,
-        buf: memoryview,
-        start: int = 0,
-        *,
-        if_match: str | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> GetResult:
-        """``get_object`` copied into ``buf`` (so a subclass that wraps ``get_object``
-        sees these GETs too), with one ``progress`` call at the end."""
-        view = memoryview(buf).cast("B")
-        result = self.get_object(bucket, key, start, start + len(view), if_match=if_match)
-        if len(result.data) != len(view):
-            raise _refusal("InvalidRange", bucket, key)
-        view[:] = result.data
-        if progress is not None and len(view):
-            progress(len(view))
-        return GetResult(b"", result.etag, result.size, result.last_modified,
-                         result.content_type, result.metadata)
-
     @staticmethod
     def _check_match(obj: _Object, if_match: str | None, bucket: str, key: str) -> None:
         if if_match is not None and if_match.strip('"') != obj.etag:

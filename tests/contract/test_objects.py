@@ -92,29 +92,6 @@ def test_ranges(store, start, end, expected):
     assert got.etag == md5(DATA)
 
 
-@pytest.mark.parametrize(("start", "length"), [(0, len(DATA)), (2, 3), (5000, 5240)])
-def test_get_object_readinto(store, start, length):
-    s, bucket = store
-    etag = s.put_object(bucket, "r", DATA)
-    buf = bytearray(length)
-    seen: list[int] = []
-    got = s.get_object_readinto(bucket, "r", memoryview(buf), start, if_match=etag,
-                                progress=seen.append)
-    assert bytes(buf) == DATA[start : start + length]
-    assert (got.data, got.size, got.etag) == (b"", len(DATA), etag)
-    assert seen and seen[-1] == length and seen == sorted(seen)
-
-
-def test_get_object_readinto_refuses_a_changed_or_short_object(store):
-    s, bucket = store
-    etag = s.put_object(bucket, "r", DATA)
-    s.put_object(bucket, "r", DATA[::-1])
-    with pytest.raises(errors.PreconditionFailed):
-        s.get_object_readinto(bucket, "r", memoryview(bytearray(10)), 0, if_match=etag)
-    with pytest.raises(errors.InvalidRange):  # the object ends before the buffer
-        s.get_object_readinto(bucket, "r", memoryview(bytearray(100)), len(DATA) - 10)
-
-
 @pytest.mark.parametrize("start", [len(DATA), len(DATA) + 1, 10**9])
 def test_range_past_the_end_is_invalid(store, start):
     s, bucket = store

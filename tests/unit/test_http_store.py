@@ -315,59 +315,6 @@ def test_get_object_into_errors_are_typed_and_never_reach_the_sink(server, store
     assert sink == {}
 
 
-def test_get_object_readinto_fills_the_buffer_and_reports_progress(server, store) -> None:
-    body = bytes(range(256)) * 40  # 10,240 bytes
-    server.script(Answer(206, body, {"ETag": '"e"', "Content-Range": "bytes 5-10244/20000"}))
-    buf = bytearray(len(body))
-    seen: list[int] = []
-    got = store.get_object_readinto("bkt", "k", memoryview(buf), 5, if_match="e",
-                                    progress=seen.append, chunk_size=4096)
-    assert bytes(buf) == body
-    assert seen == [4096, 8192, 10240]
-    assert (got.data, got.size, got.etag) == (b"", 20000, "e")
-    assert server.seen[0].headers["Range"] == "bytes=5-10244"
-    assert server.seen[0].headers["If-Match"] == '"e"'
-    assert store.stats.snapshot()["bytes_received"] == len(body)
-
-
-def test_get_object_readinto_refuses_another_version_before_writing(server, store) -> None:
-    # A server that ignores If-Match: the answer's ETag is checked before the body.
-    server.script(Answer(206, b"NEWBYTES", {"ETag": '"other"',
-                                            "Content-Range": "bytes 0-7/8"}))
-    buf = bytearray(b"........")
-    with pytest.raises(errors.PreconditionFailed):
-        store.get_object_readinto("bkt", "k", memoryview(buf), 0, if_match="e")
-    assert buf == bytearray(b"........")
-    assert len(server.seen) == 1
-
-
-def test_get_object_readinto_retries_a_short_body_from_the_start(server, store) -> None:
-    server.script(Answer(206, b"x" * 40, {"ETag": '"e"', "Content-Range": "bytes 0-49/50"},
-                         short_by=10),
-                  Answer(206, b"y" * 50, {"ETag": '"e"', "Content-Range": "bytes 0-49/50"}))
-    buf = bytearray(50)
-    seen: list[int] = []
-    store.get_object_readinto("bkt", "k", memoryview(buf), progress=seen.append, chunk_size=16)
-    assert buf == bytearray(b"y" * 50)
-    assert len(server.seen) == 2
-    assert seen == [16, 32, 40, 16, 32, 48, 50]  # the second attempt starts again at 0
-
-
-def test_get_object_readinto_copies_when_the_server_ignores_the_range(server, store) -> None:
-    server.script(Answer(200, b"abcdefghij", {"ETag": '"e"'}))
-    buf = bytearray(6)
-    seen: list[int] = []
-    got = store.get_object_readinto("bkt", "k", memoryview(buf), 2, progress=seen.append)
-    assert (bytes(buf), got.size, seen) == (b"cdefgh", 10, [6])
-
-
-def test_get_object_readinto_of_a_shorter_object_is_not_retried(server, store) -> None:
-    server.script(Answer(206, b"abc", {"ETag": '"e"', "Content-Range": "bytes 7-9/10"}))
-    with pytest.raises(errors.InvalidRange):
-        store.get_object_readinto("bkt", "k", memoryview(bytearray(8)), 7)
-    assert len(server.seen) == 1
-
-
 # -- typed errors ------------------------------------------------------------------------
 
 

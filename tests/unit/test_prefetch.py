@@ -409,10 +409,6 @@ def test_prefetch_parts_fill_and_use_the_disk_cache(store, tmp_path):
     try:
         first = p.open_reader(BUCKET, "seqdisk", etag, len(data))
         assert read_sequentially(first, len(data)) == data
-        # Reads are served as bytes arrive; the blocks reach the disk when each part's
-        # GET ends, and then the part's budget comes back.
-        first.close()
-        wait_until(lambda: p.budget.in_use == 0)
         store.reset_counts()
         again = p.open_reader(BUCKET, "seqdisk", etag, len(data))
         assert read_sequentially(again, len(data)) == data
@@ -431,94 +427,3 @@ def test_reader_without_etag_is_not_pinned_and_not_cached(store, make_prefetcher
     assert reader.read(MiB, 4 * KiB) == data[MiB : MiB + 4 * KiB]
     assert store.counts["GetObject"] == 2
     assert len(p.cache) == 0
-
-
-class HalfwayStore(TrackingStore):
-    """Each prefetch GET (``get_object_readinto``) delivers the first half of its range
-    at once and the rest only when ``rest`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rest = threading.Event()
-        self.parts: list[tuple[int, int]] = []
-
-    def get_object_readinto(self, bucket, key, buf, start=0, *, if_match=None, progress=None):
-        view = memoryview(buf).cast("B")
-        got = self.get_object(bucket, key, start, start + len(view), if_match=if_match)
-        half = len(view) // 2
-        view[:half] = got.data[:half]
-        self.parts.append((start, len(view)))
-        if progress is not None:
-            progress(half)
-        assert self.rest.wait(timeout=30), "test never let the rest through"
-        view[half:] = got.data[half:]
-        if progress is not None:
-            progress(len(view))
-        return GetResult(b"", got.etag, got.size, got.last_modified, got.content_type,
-                         got.metadata)
-
-
-def test_reads_are_served_while_their_part_is_still_arriving():
-    store = HalfwayStore()
-    store.create_bucket(BUCKET)
-    data, etag = put(store, "stream", 48 * MiB)
-    p = Prefetcher(store, ReadConfig(cache_bytes=0), BlockCache(0))
-    reader = p.open_reader(BUCKET, "stream", etag, len(data))
-    out = bytearray()
-    served: list[int] = []  # where each read the reader answered ended
-    done = threading.Event()
-
-    def consume() -> None:
-        while piece := reader.read(len(out), MiB):
-            out.extend(piece)
-            served.append(len(out))
-        done.set()
-
-    thread = threading.Thread(target=consume, daemon=True)
-    try:
-        thread.start()
-        # Every part's GET is stuck half-way; still the reader gets the front of the
-        # first part (not only the block reads before it).
-        wait_until(lambda: bool(store.parts) and max(served, default=0) > store.parts[0][0])
-        first_start, first_len = store.parts[0]
-        assert max(served) <= first_start + first_len // 2
-        assert not done.is_set()
-        store.rest.set()
-        assert done.wait(timeout=30)
-        assert bytes(out) == data
-        reader.close()
-        wait_until(lambda: p.budget.in_use == 0)  # every part's memory came back
-    finally:
-        store.rest.set()
-        p.close()
-
-
-def test_a_part_dropped_under_a_waiting_read_still_serves_it():
-    store = HalfwayStore()
-    store.create_bucket(BUCKET)
-    data, etag = put(store, "drop", 64 * MiB)
-    p = Prefetcher(store, ReadConfig(cache_bytes=0), BlockCache(0))
-    reader = p.open_reader(BUCKET, "drop", etag, len(data))
-    try:
-        pos = 0
-        while not store.parts:  # block reads until the stream has scheduled a part
-            assert reader.read(pos, MiB) == data[pos : pos + MiB]
-            pos += MiB
-        start, length = store.parts[0]
-        tail = start + length - MiB  # in the half that has not arrived yet
-        got: list[bytes] = []
-        waiting = threading.Thread(target=lambda: got.append(reader.read(tail, MiB)))
-        waiting.start()
-        wait_until(lambda: any(s.users for s in reader._parts))  # planned and pinned
-        gets = store.counts["GetObject"]
-        far = 60 * MiB  # a seek: the reader drops every part, the pinned one included
-        assert reader.read(far, 4 * KiB) == data[far : far + 4 * KiB]
-        store.rest.set()
-        waiting.join(timeout=30)
-        assert got == [data[tail : tail + MiB]]
-        assert store.counts["GetObject"] == gets + 1  # the seek's block; no re-read of tail
-        reader.close()
-        wait_until(lambda: p.budget.in_use == 0)
-    finally:
-        store.rest.set()
-        p.close()
