@@ -54,7 +54,6 @@ from mssfs.open_files import OpenFiles
 from mssfs.page_versions import PageVersions
 from mssfs.paths import MountRoot
 from mssfs.renames import Renamer
-from mssfs.staging import MemoryBudget
 from mssfs.store.base import ObjectStore
 from mssfs.xattrs import MetadataOps
 
@@ -89,7 +88,6 @@ class Filesystem:
         self.prefetcher = prefetcher
         self.uploader = uploader
         self.recovery = recovery
-        self.staging_memory = MemoryBudget(config.staging_memory_total)
         self.page_versions = PageVersions(config.max_remembered)
         self.clock = clock
         self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)

@@ -80,10 +80,6 @@ class FsConfig:
     exact_metadata: bool = False
     # Where write buffers stage files that are not simple sequential writes.
     staging_dir: str = field(default_factory=tempfile.gettempdir)
-    # A written file's bytes stay in memory up to this size (no staging file: most
-    # files tools write are small), within this total for all open files.
-    staging_memory: int = 1 << 20
-    staging_memory_total: int = 64 << 20
     # Server-side copies in flight during a directory rename.
     rename_concurrency: int = 16
     # Expiry of the presigned URL in the ``user.mssfs.url`` attribute, seconds.

@@ -46,8 +46,6 @@ class OpenFiles:
             self.fs.store, self.fs.uploader, self.fs.recovery, bucket, key,
             base=base, truncate=truncate, content_type=content_type,
             metadata=metadata, staging_dir=self.fs.config.staging_dir,
-            memory_limit=self.fs.config.staging_memory,
-            memory_budget=self.fs.staging_memory,
         )
 
     @staticmethod

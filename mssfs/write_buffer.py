@@ -1,13 +1,11 @@
 """The write buffer: the bytes of one open file between ``write`` and the upload.
 
 One ``WriteBuffer`` per open-for-write file, shared by all its handles. Every byte
-written lands first in a local copy (``staging.Staging``), always exactly as long as
-the file: this is the durability choice. A small file's copy is held in memory (up
-to ``memory_limit``, within a budget shared by all buffers); a larger one is a
-*staging file* (mode 0600 in ``staging_dir``). Whatever happens to the upload, the
-buffer can still hand every byte to the recovery folder, and a write that breaks a
-streamed upload can fall back to uploading the staged file. The cost is one local
-``pwrite`` per write (page cache, not RSS; about 0.3 s of system CPU per GiB,
+written lands first in a local *staging file* (mode 0600 in ``staging_dir``), always
+exactly as long as the file: this is the durability choice. Whatever happens to the
+upload, the buffer can still hand every byte to the recovery folder, and a write that
+breaks a streamed upload can fall back to uploading the staged file. The cost is one
+local ``pwrite`` per write (page cache, not RSS; about 0.3 s of system CPU per GiB,
 measured) and disk space for the whole file in ``staging_dir``. A failed local write
 (ENOSPC) is the application's error, not silently dropped bytes.
 
@@ -59,6 +57,8 @@ is missing when the upload is completed (``complete`` also checks the part count
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -66,7 +66,6 @@ from dataclasses import dataclass
 
 from mssfs.errors import UploadFailed
 from mssfs.recovery import RecoveryFolder
-from mssfs.staging import MemoryBudget, Staging
 from mssfs.store.base import ObjectInfo, ObjectStore
 from mssfs.uploader import (
     MAX_PARTS,
@@ -146,13 +145,13 @@ class WriteBuffer:
     def __init__(self, store: ObjectStore, uploader: Uploader, recovery: RecoveryFolder,
                  bucket: str, key: str, *, base: ObjectInfo | None, truncate: bool,
                  content_type: str | None, metadata: Mapping[str, str],
-                 staging_dir: str, memory_limit: int = 0,
-                 memory_budget: MemoryBudget | None = None) -> None:
+                 staging_dir: str) -> None:
         self.store, self.uploader, self.recovery = store, uploader, recovery
         self.bucket, self.key = bucket, key
         self._part_size = uploader.config.part_size
         self._cond = threading.Condition(threading.Lock())
-        self._staging = Staging(staging_dir, memory_limit, memory_budget)
+        os.makedirs(staging_dir, mode=0o700, exist_ok=True)
+        self._fd, self._path = tempfile.mkstemp(prefix="mssfs-", dir=staging_dir)
         self._base = base
         fresh = base is None or truncate
         self._size = 0 if fresh else base.size
@@ -160,7 +159,7 @@ class WriteBuffer:
         self._valid: Extents = []  # base region held locally (fetched or written)
         self._written: Extents = []  # base region written since the last commit
         if not fresh:
-            self._staging.truncate(self._size)
+            os.ftruncate(self._fd, self._size)
         # A new object must be created even if nothing is written; a truncated one
         # must be emptied: both count as a change.
         self._data_dirty = int(base is None or (truncate and base.size > 0))
@@ -193,9 +192,8 @@ class WriteBuffer:
             return self._data_dirty + int(self._meta_dirty)
 
     @property
-    def staging_path(self) -> str | None:
-        """The staging file, or None while the bytes are held in memory."""
-        return self._staging.path
+    def staging_path(self) -> str:
+        return self._path
 
     # -- changes ----------------------------------------------------------------
     def write(self, offset: int, data: bytes) -> int:
@@ -205,7 +203,10 @@ class WriteBuffer:
         with self._cond:
             self._wait_idle()
             try:
-                self._staging.pwrite(data, offset)
+                view, pos = memoryview(data), offset
+                while view:
+                    done = os.pwrite(self._fd, view, pos)
+                    view, pos = view[done:], pos + done
             except OSError as exc:
                 failure, broken = exc, self._write_failed()
             else:
@@ -232,8 +233,8 @@ class WriteBuffer:
         abort once the lock is released."""
         self._data_dirty += 1
         self._changes += 1
-        if len(self._staging) > self._size:
-            self._staging.truncate(self._size)
+        if os.fstat(self._fd).st_size > self._size:
+            os.ftruncate(self._fd, self._size)
         return self._break_stream()
 
     def truncate(self, length: int) -> None:
@@ -242,7 +243,7 @@ class WriteBuffer:
             self._wait_idle()
             if length == self._size:
                 return
-            self._staging.truncate(length)
+            os.ftruncate(self._fd, length)
             if length < self._base_limit:
                 self._base_limit = length
                 self._valid = _clip(self._valid, length)
@@ -290,7 +291,7 @@ class WriteBuffer:
         with self._cond:
             self._check_open()
             end = min(offset + size, self._size)
-            return self._staging.pread(max(0, end - offset), offset)
+            return os.pread(self._fd, max(0, end - offset), offset)
 
     # -- commit and close -------------------------------------------------------
     def commit(self) -> ObjectInfo:
@@ -347,7 +348,8 @@ class WriteBuffer:
             log.exception("could not keep the unsaved bytes of s3://%s/%s",
                           self.bucket, self.key)
         finally:
-            self._staging.close()
+            os.close(self._fd)
+            os.unlink(self._path)
 
     # -- internals: streaming ---------------------------------------------------
     def _after_change(self, lowest: int, write_end: int
@@ -366,8 +368,7 @@ class WriteBuffer:
             # is still a single PUT.
             if write_end - self._sent_end <= part_size:
                 break
-            parts.append((self._next_part,
-                          FileRange(self._staging.fileno(), self._sent_end, part_size)))
+            parts.append((self._next_part, FileRange(self._fd, self._sent_end, part_size)))
             self._sent_end += part_size
             self._next_part += 1
         if not parts:
@@ -437,13 +438,12 @@ class WriteBuffer:
         else:
             self._fill_all()
             if job.size <= self.uploader.config.single_put_threshold:
-                data = self._staging.contents(job.size)
+                data = FileRange(self._fd, 0, job.size).read()
                 etag = self.uploader.put(self.bucket, self.key, data, length=job.size,
                                          content_type=job.content_type,
                                          metadata=job.metadata)
             else:
-                etag = self.uploader.upload_file(self.bucket, self.key,
-                                                 self._staging.file_path(),
+                etag = self.uploader.upload_file(self.bucket, self.key, self._path,
                                                  content_type=job.content_type,
                                                  metadata=job.metadata, size=job.size)
         return ObjectInfo(self.key, job.size, etag, time.time(), content_type, metadata)
@@ -464,7 +464,7 @@ class WriteBuffer:
             if end <= limit and _gaps(written, start, end) == [(start, end)]:
                 parts.append(CopyRange(self.bucket, self.key, start, end, self._base.etag))
             else:
-                parts.append(FileRange(self._staging.fileno(), start, end - start))
+                parts.append(FileRange(self._fd, start, end - start))
                 fills.append((start, min(end, limit)))
         if len(fills) == len(parts):
             return None
@@ -480,8 +480,7 @@ class WriteBuffer:
             while pos < job.size:
                 length = min(stream_part_size(number, min_part=self._part_size),
                              job.size - pos)
-                stream.add_part(FileRange(self._staging.fileno(), pos, length),
-                                part_number=number)
+                stream.add_part(FileRange(self._fd, pos, length), part_number=number)
                 pos, number = pos + length, number + 1
         except BaseException:
             stream.abort()
@@ -505,8 +504,7 @@ class WriteBuffer:
             path = self._keep()
         except OSError:
             log.exception("%s; the bytes could not be copied to the recovery folder and "
-                          "stay in %s while the file is open", what,
-                          self._staging.path or "memory")
+                          "stay in %s while the file is open", what, self._path)
             return UploadFailed(what, path=self.key)
         return UploadFailed(f"{what}; bytes kept in {path}", path=self.key,
                             recovery_path=path)
@@ -528,9 +526,7 @@ class WriteBuffer:
             log.error("s3://%s/%s: %d unchanged bytes of the stored object could not be "
                       "read; they are zeros in the recovered copy", self.bucket, self.key,
                       missing)
-        with self._cond:
-            source = self._staging.recovery_source()
-        path = self.recovery.save(self.bucket, self.key, source)
+        path = self.recovery.save(self.bucket, self.key, self._fd)
         with self._cond:
             self._kept = (changes, path)
         return path
@@ -574,7 +570,7 @@ class WriteBuffer:
                 return
             limit = min(start + len(got.data), self._base_limit)
             for a, b in _gaps(self._valid, start, limit):
-                self._staging.pwrite(got.data[a - start:b - start], a)
+                os.pwrite(self._fd, got.data[a - start:b - start], a)
             self._valid = _add(self._valid, start, max(start, limit))
 
     def _wait_idle(self) -> None:

@@ -12,10 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mssfs.errors import UploadFailed
 from mssfs.recovery import RecoveryFolder
-from mssfs.staging import MemoryBudget
-from mssfs.store import errors
 from mssfs.store.memory import MemoryStore
 from mssfs.uploader import UploadConfig, Uploader
 from mssfs.write_buffer import WriteBuffer, _add, _clip, _gaps
@@ -91,7 +88,7 @@ def env(tmp_path):
             return up
 
         def buffer(self, store, key="k", *, truncate=False, uploader=None, metadata=None,
-                   content_type=None, existing=True, memory_limit=0, memory_budget=None):
+                   content_type=None, existing=True):
             base = None
             if existing:
                 try:
@@ -100,8 +97,7 @@ def env(tmp_path):
                     base = None
             buf = WriteBuffer(store, uploader or self.uploader(store), self.recovery, BUCKET,
                               key, base=base, truncate=truncate, content_type=content_type,
-                              metadata=metadata or {}, staging_dir=str(self.staging),
-                              memory_limit=memory_limit, memory_budget=memory_budget)
+                              metadata=metadata or {}, staging_dir=str(self.staging))
             self.buffers.append(buf)
             return buf
 
@@ -178,53 +174,6 @@ def test_staging_file_is_private(memory, env):
     assert stat.S_IMODE(os.stat(buf.staging_path).st_mode) == 0o600
     buf.close(keep_dirty=False)
     assert not os.path.exists(buf.staging_path)
-
-
-def test_small_file_stays_in_memory_and_goes_up_as_one_put(memory, env):
-    budget = MemoryBudget(4 * MiB)
-    buf = env.buffer(memory, "small", memory_limit=MiB, memory_budget=budget)
-    data = os.urandom(10_000)
-    buf.write(0, data[:4000])
-    buf.write(4000, data[4000:])
-    assert buf.read(3990, 20) == data[3990:4010]
-    assert buf.staging_path is None and os.listdir(env.staging) == []
-    memory.reset_counts()
-    buf.commit()
-    assert dict(memory.counts) == {"PutObject": 1}
-    assert content(memory, "small") == data
-    assert budget.in_use == MiB
-    buf.close(keep_dirty=False)
-    assert budget.in_use == 0
-
-
-def test_memory_staging_moves_to_a_file_when_the_file_grows(memory, env):
-    budget = MemoryBudget(4 * MiB)
-    buf = env.buffer(memory, "grows", memory_limit=MiB, memory_budget=budget)
-    data = os.urandom(3 * MiB + 5)
-    buf.write(0, data[: MiB // 2])
-    assert buf.staging_path is None
-    buf.write(MiB // 2, data[MiB // 2 :])  # past the limit: the bytes move to a file
-    path = buf.staging_path
-    assert path is not None and os.path.getsize(path) == len(data)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert budget.in_use == 0  # the reservation came back with the move
-    buf.commit()
-    assert content(memory, "grows") == data
-    buf.close(keep_dirty=False)
-    assert not os.path.exists(path)
-
-
-@pytest.mark.allow_warnings("are kept in")
-def test_failed_upload_of_an_in_memory_file_keeps_its_bytes(memory, env):
-    buf = env.buffer(memory, "lost", memory_limit=MiB, memory_budget=MemoryBudget(MiB))
-    buf.write(0, b"only in memory")
-    memory.fail_next("PutObject", errors.AccessDenied("refused", code="AccessDenied"))
-    with pytest.raises(UploadFailed) as failure:
-        buf.commit()
-    with open(failure.value.recovery_path, "rb") as f:
-        assert f.read() == b"only in memory"
-    buf.commit()  # the bytes are still there for the next try
-    assert content(memory, "lost") == b"only in memory"
 
 
 # -- streaming ----------------------------------------------------------------------------
