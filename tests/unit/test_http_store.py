@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mssfs.store import errors, http
+from mssfs.store import errors, payload
 from mssfs.store.base import CompletedPart
 from mssfs.store.config import Credentials, StoreConfig
 from mssfs.store.http import HttpStore
@@ -571,9 +571,9 @@ def test_a_bytes_body_of_its_own_length_is_not_copied() -> None:
     # upload_part is called with length=len(data): copying an 8 MiB part held the GIL
     # for most of a mount's write path.
     data = bytes(range(256)) * 64
-    assert http._payload(data, len(data), signed=False).data is data
-    assert http._payload(data, 10, signed=False).data == data[:10]
+    assert payload._payload(data, len(data), signed=False).data is data
+    assert payload._payload(data, 10, signed=False).data == data[:10]
     buf = bytearray(data)
-    payload = http._payload(buf, signed=False)
+    body = payload._payload(buf, signed=False)
     buf[0] ^= 1  # a mutable body is copied when the request is prepared
-    assert payload.data == data
+    assert body.data == data
