@@ -81,14 +81,16 @@ class Result:
         )
 
     def paired(self) -> str:
-        """Each run's own ratio (mssfs and baseline measured back to back): on a noisy
-        machine their spread says how far the medians can be trusted."""
+        """Each run's own ratio (mssfs and baseline measured back to back) and their
+        median: on a machine whose speed drifts between runs, the paired median is the
+        steadier figure, and the spread says how far either can be trusted."""
         if len(self.mssfs) != len(self.baseline) or len(self.mssfs) < 2:
             return ""
         pairs = zip(self.mssfs, self.baseline, strict=True)
         ratios = [(m / b if self.higher_is_better else b / m) if m and b else float("nan")
                   for m, b in pairs]
-        return ": " + " ".join(f"{r:.2f}" for r in ratios)
+        return (": " + " ".join(f"{r:.2f}" for r in ratios)
+                + f"; paired median {statistics.median(ratios):.2f}x")
 
 
 class Bench:
