@@ -303,6 +303,7 @@ def store_config(
             verify_tls=False if store_opts.no_verify_ssl else (store_opts.ca_bundle or True),
             connect_timeout=store_opts.connect_timeout, read_timeout=store_opts.timeout,
             max_retries=store_opts.retries, retry_time=store_opts.retry_time,
+            upload_checksum=store_opts.upload_checksum,
         )
     except ValueError as exc:
         raise CliError(str(exc))

@@ -62,6 +62,13 @@ def parse_int(text: str) -> int:
     return int(text)
 
 
+def parse_checksum(text: str) -> str:
+    name = text.strip().lower()
+    if name not in ("md5", "crc32"):
+        raise ValueError(f"expected md5 or crc32, not {text!r}")
+    return name
+
+
 def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("", "1", "true", "yes", "on"):
@@ -130,6 +137,7 @@ class StoreOptions:
     anonymous: bool = False
     passwd_file: str | None = None
     profile: str | None = None
+    upload_checksum: str = "md5"  # or "crc32": how the server checks uploaded bytes
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,9 @@ OPTIONS: tuple[Option, ...] = (
            "how long transient failures are retried before an operation fails with EIO"),
     Option("timeout", "store", "timeout", parse_duration, "read timeout of one request"),
     Option("connect_timeout", "store", "connect_timeout", parse_duration, "connect timeout"),
+    Option("upload_checksum", "store", "upload_checksum", parse_checksum,
+           "how the server checks uploaded bytes: md5 (every S3 server) or crc32 "
+           "(a sixth of the CPU; AWS, MinIO, SeaweedFS)"),
     _flag("anonymous", "store", "anonymous", "send unsigned requests (public buckets)"),
     Option("passwd_file", "store", "passwd_file", str,
            "credentials file, mode 600: KEY:SECRET or BUCKET:KEY:SECRET lines"),

@@ -71,6 +71,7 @@ QUIRKS: dict[str, set[str]] = {
         "copy_ignores_if_match",  # x-amz-copy-source-if-match is not checked
         "unknown_upload_is_500",  # UploadPart on an unknown upload id: KeyError → 500
         "presign_not_enforced",  # presigned URLs are not checked (signature, expiry)
+        "crc32_not_checked",  # a body that does not match x-amz-checksum-crc32 is stored
     },
 }
 

@@ -7,15 +7,23 @@ prepares request bodies. ``get_object_into`` hands a 2xx body to a caller's sink
 256 KiB pieces as it arrives (``transfer.download_file`` pwrites them): no body-sized
 buffer, whose fresh pages cost a page fault each.
 
-Locking: none beyond the transport's. The ListObjects V1 fall-back flag is a plain
-attribute: a racing thread at worst makes one more V2 attempt.
+Checksums. Object data is checked by the server with a Content-MD5, or with
+``upload_checksum="crc32"`` an ``x-amz-checksum-crc32``: then CreateMultipartUpload
+declares the algorithm, each part's CRC32 (sent, or returned by UploadPartCopy) is
+remembered by upload id, and CompleteMultipartUpload lists them, as S3 requires.
+
+Locking: ``_crc32_lock`` guards the remembered part checksums (dictionary operations
+only). The ListObjects V1 fall-back flag is a plain attribute: a racing thread at worst
+makes one more V2 attempt.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from mssfs.store import errors, s3_xml, signing
 from mssfs.store.base import (
@@ -28,7 +36,8 @@ from mssfs.store.base import (
     ObjectInfo,
     UploadInfo,
 )
-from mssfs.store.payload import _payload
+from mssfs.store.config import StoreConfig
+from mssfs.store.payload import _Payload, _payload
 from mssfs.store.transport import _SINK_CHUNK, HttpTransport, _Reply, _Request, _SinkFailed
 
 __all__ = ["HttpStore"]
@@ -60,6 +69,15 @@ def _metadata_of(headers: Mapping[str, str]) -> dict[str, str]:
 
 class HttpStore(HttpTransport):
     """An ``ObjectStore`` over HTTP(S) for MSS and any S3-compatible server."""
+
+    def __init__(self, config: StoreConfig, **hooks: Any) -> None:
+        """``hooks``: the transport's injected clock, sleep, rng and monotonic clock."""
+        super().__init__(config, **hooks)
+        # upload_checksum=crc32: each part's CRC32, by (upload id, part number), until
+        # the upload is completed or aborted (CompleteMultipartUpload must list them).
+        self._crc32 = config.upload_checksum == "crc32"
+        self._part_crc32: dict[tuple[str, int], str] = {}
+        self._crc32_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HttpStore({self._endpoint!r})"
@@ -247,7 +265,7 @@ class HttpStore(HttpTransport):
         if content_type:
             headers["Content-Type"] = content_type
         req = _Request("PutObject", "PUT", bucket, key, headers=headers,
-                       payload=_payload(body, length, signed=False), content_md5=True)
+                       payload=self._data_payload(body, length), checksum=True)
         return self._call(req, lambda r: self._etag(req, r))
 
     def _copy_source(self, src_bucket: str, src_key: str) -> str:
@@ -293,7 +311,7 @@ class HttpStore(HttpTransport):
             return []
         req = _Request("DeleteObjects", "POST", bucket, params=[("delete", "")],
                        payload=_payload(s3_xml.build_delete(safe, quiet=True)),
-                       content_md5=True, headers={"Content-Type": "application/xml"})
+                       checksum=True, headers={"Content-Type": "application/xml"})
         return self._call(req, lambda r: s3_xml.parse_delete_result(r.body))
 
     # -- multipart ------------------------------------------------------------------------
@@ -308,6 +326,8 @@ class HttpStore(HttpTransport):
         headers = _metadata_headers(metadata)
         if content_type:
             headers["Content-Type"] = content_type
+        if self._crc32:  # parts carry a CRC32: S3 wants it declared now
+            headers["x-amz-checksum-algorithm"] = "CRC32"
         req = _Request("CreateMultipartUpload", "POST", bucket, key, params=[("uploads", "")],
                        headers=headers)
         return self._call(req, lambda r: s3_xml.parse_initiate(r.body))
@@ -324,8 +344,10 @@ class HttpStore(HttpTransport):
     ) -> str:
         params = [("partNumber", str(part_number)), ("uploadId", upload_id)]
         req = _Request("UploadPart", "PUT", bucket, key, params=params,
-                       payload=_payload(body, length, signed=False), content_md5=True)
-        return self._call(req, lambda r: self._etag(req, r))
+                       payload=self._data_payload(body, length), checksum=True)
+        etag = self._call(req, lambda r: self._etag(req, r))
+        self._remember_crc32(upload_id, part_number, req.payload.crc32)
+        return etag
 
     def upload_part_copy(
         self,
@@ -346,17 +368,24 @@ class HttpStore(HttpTransport):
             headers["x-amz-copy-source-if-match"] = f'"{s3_xml.strip_etag(if_match)}"'
         params = [("partNumber", str(part_number)), ("uploadId", upload_id)]
         req = _Request("UploadPartCopy", "PUT", bucket, key, params=params, headers=headers)
-        return self._call(req, lambda r: s3_xml.parse_copy_result(r.body))
+        etag, crc32 = self._call(req, lambda r: s3_xml.parse_copy_part(r.body))
+        # An upload that declared CRC32 gets the copied part's checksum back from S3.
+        self._remember_crc32(upload_id, part_number, crc32)
+        return etag
 
     def complete_multipart_upload(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[CompletedPart]
     ) -> str:
+        with self._crc32_lock:
+            crc32 = {n: c for (u, n), c in self._part_crc32.items() if u == upload_id}
         req = _Request("CompleteMultipartUpload", "POST", bucket, key,
                        params=[("uploadId", upload_id)],
                        headers={"Content-Type": "application/xml"},
-                       payload=_payload(s3_xml.build_complete(parts)))
+                       payload=_payload(s3_xml.build_complete(parts, crc32)))
         try:
-            return self._call(req, lambda r: s3_xml.parse_complete(r.body))
+            etag = self._call(req, lambda r: s3_xml.parse_complete(r.body))
+            self._forget_crc32(upload_id)
+            return etag
         except errors.NoSuchUpload:
             if req.attempts == 1:
                 raise
@@ -365,6 +394,7 @@ class HttpStore(HttpTransport):
             etag = self._completed_etag(bucket, key, len(parts))
             if etag is None:
                 raise
+            self._forget_crc32(upload_id)
             return etag
 
     def _completed_etag(self, bucket: str, key: str, part_count: int) -> str | None:
@@ -375,8 +405,25 @@ class HttpStore(HttpTransport):
         return info.etag if info.etag.endswith(f"-{part_count}") else None
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        self._forget_crc32(upload_id)
         self._call(_Request("AbortMultipartUpload", "DELETE", bucket, key,
                             params=[("uploadId", upload_id)]))
+
+    # -- checksums of object data ----------------------------------------------------
+    def _data_payload(self, body: Body, length: int | None) -> _Payload:
+        """Object data: signed UNSIGNED-PAYLOAD, checked by the configured checksum."""
+        return _payload(body, length, signed=False, checksum=self.config.upload_checksum)
+
+    def _remember_crc32(self, upload_id: str, part_number: int, crc32: str) -> None:
+        if self._crc32 and crc32:
+            with self._crc32_lock:
+                self._part_crc32[(upload_id, part_number)] = crc32
+
+    def _forget_crc32(self, upload_id: str) -> None:
+        if self._crc32:
+            with self._crc32_lock:
+                for done in [k for k in self._part_crc32 if k[0] == upload_id]:
+                    del self._part_crc32[done]
 
     def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
         found: list[UploadInfo] = []

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote_plus
@@ -206,12 +206,17 @@ def parse_complete(body: bytes) -> str:
 
 def parse_copy_result(body: bytes) -> str:
     """CopyObjectResult or CopyPartResult → the ETag (``ErrorDocument`` on 200 + Error)."""
+    return parse_copy_part(body)[0]
+
+
+def parse_copy_part(body: bytes) -> tuple[str, str]:
+    """CopyObjectResult or CopyPartResult → (ETag, ChecksumCRC32 or "")."""
     root = parse_document(body)
     if root.tag == "Error":
         raise ErrorDocument(_error_info(root))
     if root.tag not in ("CopyObjectResult", "CopyPartResult"):
         raise MalformedXml(f"expected <CopyObjectResult>, got <{root.tag}>")
-    return strip_etag(_required(root, "ETag"))
+    return strip_etag(_required(root, "ETag")), _text(root, "ChecksumCRC32").strip()
 
 
 def parse_uploads(body: bytes) -> UploadsPage:
@@ -244,11 +249,17 @@ _XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>'
 _NS = ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 
 
-def build_complete(parts: Sequence[CompletedPart]) -> bytes:
-    """The CompleteMultipartUpload body, parts in ascending part number."""
+def build_complete(parts: Sequence[CompletedPart],
+                   crc32: Mapping[int, str] | None = None) -> bytes:
+    """The CompleteMultipartUpload body, parts in ascending part number, with each
+    part's CRC32 (``crc32``: part number → base64) when the upload declared one."""
+    crc32 = crc32 or {}
     items = "".join(
         f"<Part><PartNumber>{p.part_number}</PartNumber>"
-        f"<ETag>&quot;{escape(strip_etag(p.etag))}&quot;</ETag></Part>"
+        f"<ETag>&quot;{escape(strip_etag(p.etag))}&quot;</ETag>"
+        + (f"<ChecksumCRC32>{escape(crc32[p.part_number])}</ChecksumCRC32>"
+           if crc32.get(p.part_number) else "")
+        + "</Part>"
         for p in sorted(parts, key=lambda p: p.part_number)
     )
     return f"{_XML_HEAD}<CompleteMultipartUpload{_NS}>{items}</CompleteMultipartUpload>".encode()

@@ -121,7 +121,9 @@ class _Request:
     params: list[tuple[str, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     payload: _Payload = field(default_factory=_Payload)
-    content_md5: bool = False
+    # Send the payload's checksum for the server to check: Content-MD5, or
+    # x-amz-checksum-crc32 when the payload carries a CRC32 instead.
+    checksum: bool = False
     attempts: int = 0  # set by _call: how many times the request was sent
     # get_object_into: a 2xx body goes to sink(offset, chunk) in chunk_size pieces
     # instead of into memory; streamed counts the bytes the last attempt delivered.
@@ -227,7 +229,9 @@ class HttpTransport:
     def _signed_headers(self, req: _Request, host: str, path: str, resource: str,
                         payload: _Payload) -> dict[str, str]:
         headers = dict(req.headers)
-        if req.content_md5:
+        if req.checksum and payload.crc32:
+            headers["x-amz-checksum-crc32"] = payload.crc32
+        elif req.checksum:
             headers["Content-MD5"] = payload.md5
         creds = self.config.credentials
         now = self._clock()

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from mssfs import cli
-from mssfs.config import Source
+from mssfs.config import ConfigError, Source
 from mssfs.env_scrub import SECRET_VARIABLES, scrub_secrets
 from mssfs.log_config import SecretFilter
 
@@ -59,6 +59,11 @@ def test_store_options_reach_the_store_config(tmp_path):
     assert (store.verify_tls, store.max_retries, store.read_timeout, store.connect_timeout) == (
         False, 2, 5.0, 1.0)
     assert store.retry_time == 7.0
+    assert store.upload_checksum == "md5"  # the default: every S3 server checks it
+    crc, _ = cli.build_config(args_for("b", "/m", "-o", "upload_checksum=CRC32"), ENV)
+    assert crc.store.upload_checksum == "crc32"
+    with pytest.raises(ConfigError, match="md5 or crc32"):
+        cli.build_config(args_for("b", "/m", "-o", "upload_checksum=sha1"), ENV)
     pem = tmp_path / "ca.pem"
     pem.write_text("")
     bundle, _ = cli.build_config(args_for("b", "/m", "-o", f"ca_bundle={pem}"), ENV)

@@ -16,6 +16,7 @@ import io
 import logging
 import socket
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -201,6 +202,59 @@ def test_a_file_body_is_rewound_and_sent_again(server, store) -> None:
     # Object data is protected by the signed Content-MD5, not by hashing it twice.
     assert sent["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
     assert sent["Content-MD5"] == base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def crc32_b64(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_upload_checksum_crc32_replaces_content_md5(server, sleeps, streamed) -> None:
+    data = bytes(range(256)) * (40 * 1024 + 3) if streamed else b"small body"
+    store = make_store(server.endpoint, sleeps, upload_checksum="crc32")
+    server.script(Answer(200, headers={"ETag": '"e"'}))
+    store.put_object("bkt", "k", io.BytesIO(data) if streamed else data)
+    sent = server.seen[0].headers
+    assert sent["x-amz-checksum-crc32"] == crc32_b64(data)
+    assert "Content-MD5" not in sent and sent["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert "x-amz-checksum-crc32" in sent["Authorization"]  # signed, like Content-MD5
+    store.close()
+
+
+def test_a_crc32_multipart_upload_declares_it_and_lists_every_part(server, sleeps) -> None:
+    store = make_store(server.endpoint, sleeps, upload_checksum="crc32")
+    initiate = (b"<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
+                b"</InitiateMultipartUploadResult>")
+    copied = (b"<CopyPartResult><ETag>\"c2\"</ETag><ChecksumCRC32>AAAAAQ==</ChecksumCRC32>"
+              b"</CopyPartResult>")
+    done = b"<CompleteMultipartUploadResult><ETag>\"m-3\"</ETag></CompleteMultipartUploadResult>"
+    server.script(Answer(200, initiate), Answer(200, headers={"ETag": '"e1"'}),
+                  Answer(200, copied), Answer(200, headers={"ETag": '"e3"'}), Answer(200, done))
+    upload = store.create_multipart_upload("bkt", "k")
+    store.upload_part("bkt", "k", upload, 1, b"one")
+    store.upload_part_copy("bkt", "k", upload, 2, "bkt", "src", 0, 10)
+    store.upload_part("bkt", "k", upload, 3, b"three")
+    store.complete_multipart_upload("bkt", "k", upload, [
+        CompletedPart(1, "e1"), CompletedPart(2, "c2"), CompletedPart(3, "e3")])
+    assert server.seen[0].headers["x-amz-checksum-algorithm"] == "CRC32"
+    body = server.seen[4].body.decode()
+    for number, crc in ((1, crc32_b64(b"one")), (2, "AAAAAQ=="), (3, crc32_b64(b"three"))):
+        assert (f"<PartNumber>{number}</PartNumber><ETag>&quot;" in body
+                and f"<ChecksumCRC32>{crc}</ChecksumCRC32>" in body)
+    assert store._part_crc32 == {}
+    store.close()
+
+
+def test_the_default_sends_content_md5_and_declares_nothing(server, store) -> None:
+    initiate = (b"<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
+                b"</InitiateMultipartUploadResult>")
+    server.script(Answer(200, initiate), Answer(200, headers={"ETag": '"e1"'}))
+    upload = store.create_multipart_upload("bkt", "k")
+    store.upload_part("bkt", "k", upload, 1, b"one")
+    assert "x-amz-checksum-algorithm" not in server.seen[0].headers
+    assert "x-amz-checksum-crc32" not in server.seen[1].headers
+    assert server.seen[1].headers["Content-MD5"] == base64.b64encode(
+        hashlib.md5(b"one").digest()).decode()
 
 
 # -- answers that are not S3, or not whole ---------------------------------------------
