@@ -7,7 +7,9 @@ writes ``--help``) over those of the config file (``config_file``; the environme
 between the two), resolves credentials (``credentials.resolve_credentials``), builds
 one frozen ``MountConfig`` and sets up logging. Before anything is mounted it checks
 the mountpoint (missing, not a directory, mounted, dead mount) and makes one preflight
-request with short timeouts (bad keys, missing bucket, unreachable or non-S3 endpoint).
+request with short timeouts (bad keys, missing bucket, unreachable or non-S3 endpoint);
+a server that answers but is busy (5xx, SlowDown, a broken connection) is asked again
+for a few seconds, so a loaded server does not make a mount fail.
 Then it hands over to ``mount``: a foreground mount, or a daemonised one that returns
 only when the mount is ready.
 
@@ -28,7 +30,8 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -352,8 +355,15 @@ def _mount_problem(path: str, timeout: float = 5.0) -> str | None:
     return done.stderr.strip().rsplit(": ", 1)[-1] or "not answering"
 
 
-def preflight(config: MountConfig) -> None:
-    """One request with short timeouts, so bad credentials or endpoints fail before mounting."""
+# A server that answers but is busy (5xx, SlowDown, a reset connection) is asked again
+# this many times, with growing pauses (about 4 s in all), before the mount gives up.
+PREFLIGHT_ROUNDS = 5
+
+
+def preflight(config: MountConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+    """One request with short timeouts, so bad credentials or endpoints fail before
+    mounting. An endpoint that cannot be reached, or does not answer in time, fails at
+    once (after one retry); a busy one is asked again for a few seconds."""
     from mssfs.store.http import HttpStore
 
     quick = replace(config.store, connect_timeout=min(config.store.connect_timeout, 5.0),
@@ -361,10 +371,17 @@ def preflight(config: MountConfig) -> None:
     store = HttpStore(quick)
     endpoint, bucket = config.store.endpoint, config.source.bucket
     try:
-        if bucket is None:
-            store.list_buckets()
-        else:
-            _preflight_bucket(store, bucket, config.source.prefix)
+        for round_ in range(PREFLIGHT_ROUNDS):
+            try:
+                if bucket is None:
+                    store.list_buckets()
+                else:
+                    _preflight_bucket(store, bucket, config.source.prefix)
+                return
+            except errors.StoreError as exc:
+                if round_ + 1 == PREFLIGHT_ROUNDS or not _busy(exc):
+                    raise
+                sleep(0.25 * 2**round_)
     except (errors.InvalidAccessKeyId, errors.SignatureDoesNotMatch):
         raise CliError(f"authentication failed at {endpoint}: unknown access key or wrong secret")
     except errors.NoSuchBucket:
@@ -384,6 +401,16 @@ def preflight(config: MountConfig) -> None:
         raise CliError(f"{endpoint}: {exc}")
     finally:
         store.close()
+
+
+def _busy(exc: errors.StoreError) -> bool:
+    """A transient failure from a server that is there: it answered 5xx or SlowDown,
+    broke a connection it had accepted, or cut an answer short."""
+    if isinstance(exc, errors.ConnectionFailed):
+        return exc.connected
+    if isinstance(exc, errors.IncompleteBody):
+        return True
+    return (exc.transient and exc.status >= 500) or exc.status == 429
 
 
 def _preflight_bucket(store: Any, bucket: str, prefix: str) -> None:

@@ -155,7 +155,11 @@ class ServiceUnavailable(TransientError):
 
 
 class ConnectionFailed(TransientError):
-    pass
+    """No answer over the connection. ``connected``: the connection was made and then
+    broke (a reset, an early close): the server is there, unlike a refused, unresolved
+    or unroutable endpoint (``connected`` False)."""
+
+    connected = False
 
 
 class RequestTimeout(TransientError):

@@ -153,6 +153,25 @@ _ERRNO_RE = re.compile(r"\[Errno -?\d+\] [^'\"()]*|timed out|Connection reset|"
                        r"Remote end closed connection|Name or service not known")
 
 
+def _while_connecting(exc: BaseException) -> bool:
+    """Whether a transport failure happened before a connection existed (refused, name
+    not resolved, connect timeout): urllib3's ``NewConnectionError`` somewhere in the
+    chain of causes, contexts and ``MaxRetryError.reason``."""
+    todo: list[Any] = [exc]
+    seen: set[int] = set()
+    while todo:
+        cause = todo.pop()
+        if not isinstance(cause, BaseException) or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, (urllib3.exceptions.NewConnectionError,
+                              urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError)):
+            return True
+        todo += [cause.__cause__, cause.__context__, getattr(cause, "reason", None),
+                 *cause.args]
+    return False
+
+
 def _reason(exc: BaseException) -> str:
     """A short, secret-free reason for a transport error (no URL, no query)."""
     match = _ERRNO_RE.search(str(exc))
@@ -347,9 +366,11 @@ class HttpTransport:
                 code="RequestTimeout", **where)
         if isinstance(exc, (requests.ConnectionError, urllib3.exceptions.HTTPError,
                             ConnectionError)):
-            return errors.ConnectionFailed(
+            failed = errors.ConnectionFailed(
                 f"{req.op}: cannot reach {self._endpoint} ({_reason(exc)})",
                 code="ConnectionFailed", **where)
+            failed.connected = not _while_connecting(exc)
+            return failed
         return errors.StoreError(f"{req.op}: request to {self._endpoint} failed "
                                  f"({type(exc).__name__})", code="ClientError", **where)
 

@@ -1,8 +1,10 @@
 """The command line: arguments and environment → MountConfig, one-line failures, logging."""
 
 import logging
+import socket
 
 import pytest
+from test_http_store import Answer
 
 from mssfs import cli
 from mssfs.config import ConfigError, Source
@@ -407,3 +409,31 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_is_trusted(tls_server):
 def test_url_expires_beyond_seven_days_is_refused():
     with pytest.raises(cli.CliError, match="url_expires"):
         cli.build_config(args_for("b", "/m", "-o", "url_expires=8d"), ENV)
+
+
+def test_preflight_asks_a_busy_server_again_and_fails_fast_on_an_absent_one(server):
+    busy = (b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate."
+            b"</Message></Error>")
+    listing = (b"<ListBucketResult><Name>b</Name><KeyCount>0</KeyCount><MaxKeys>1</MaxKeys>"
+               b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+    server.script(*[Answer(503, busy)] * 3, Answer(200, listing))
+    config, _ = cli.build_config(args_for("b", "/m", "--endpoint", server.endpoint), ENV)
+    pauses: list[float] = []
+    cli.preflight(config, sleep=pauses.append)  # two rounds of two attempts
+    assert len(server.seen) == 4 and len(pauses) == 1
+
+    server.script(*[Answer(503, busy)] * (2 * cli.PREFLIGHT_ROUNDS))
+    with pytest.raises(cli.CliError, match="reduce your request rate"):
+        cli.preflight(config, sleep=pauses.append)
+    assert len(pauses) == 1 + cli.PREFLIGHT_ROUNDS - 1  # bounded: then it gives up
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    absent, _ = cli.build_config(
+        args_for("b", "/m", "--endpoint", f"http://127.0.0.1:{port}"), ENV)
+    pauses.clear()
+    with pytest.raises(cli.CliError, match="cannot connect"):
+        cli.preflight(absent, sleep=pauses.append)
+    assert pauses == []  # nobody there: no second round
+

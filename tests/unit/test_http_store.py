@@ -466,6 +466,25 @@ def test_connection_refused_raises_connection_failed(sleeps) -> None:
     assert f"127.0.0.1:{port}" in str(info.value)
     assert len(sleeps) == 2
     assert st.stats.snapshot()["retries"] == 2
+    assert not info.value.connected  # nobody there, as opposed to a broken connection
+
+
+def test_a_connection_broken_by_the_server_is_told_from_a_refused_one(sleeps) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def accept_and_drop() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            conn.close()  # linger 0: a reset, after the request arrived
+
+        thread = threading.Thread(target=accept_and_drop, daemon=True)
+        thread.start()
+        st = make_store(f"http://127.0.0.1:{listener.getsockname()[1]}", sleeps,
+                        max_retries=0)
+        with pytest.raises(errors.ConnectionFailed) as info:
+            st.head_bucket("bkt")
+        thread.join(timeout=10)
+    assert info.value.connected
 
 
 # -- secrets never leak --------------------------------------------------------------
