@@ -348,11 +348,12 @@ class Bench:
         for i in range(self.runs):
             # Default (Content-MD5), boto3, then -o upload_checksum=crc32 (the check
             # boto3 itself sends), each after a drop of the page cache.
-            for result, options in ((res, ()), (crc, ("upload_checksum=crc32",))):
+            for result, options, name in ((res, (), f"w{i}.bin"),
+                                          (crc, ("upload_checksum=crc32",), f"c{i}.bin")):
                 with self.mount(bucket, *options) as (mnt, _pid):
                     self.drop_caches()
                     result.mssfs.append(mb / self.timed(subprocess.run,
-                        ["dd", f"if={src}", f"of={mnt}/w{i}.bin", "bs=1M"],
+                        ["dd", f"if={src}", f"of={mnt}/{name}", "bs=1M"],
                         check=True, capture_output=True))
                 if result is res:
                     self.drop_caches()  # both read the source from disk
