@@ -73,6 +73,7 @@ class HttpStore(HttpTransport):
     def __init__(self, config: StoreConfig, **hooks: Any) -> None:
         """``hooks``: the transport's injected clock, sleep, rng and monotonic clock."""
         super().__init__(config, **hooks)
+        self._list_v1 = config.list_version == 1  # see list_objects
         # upload_checksum=crc32: each part's CRC32, by (upload id, part number), until
         # the upload is completed or aborted (CompleteMultipartUpload must list them).
         self._crc32 = config.upload_checksum == "crc32"

@@ -206,7 +206,6 @@ class HttpTransport:
         self._local = threading.local()
         self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         self._sessions_lock = threading.Lock()
-        self._list_v1 = config.list_version == 1
 
     def close(self) -> None:
         """Close every session this store made (on any thread)."""
