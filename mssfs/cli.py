@@ -120,8 +120,15 @@ are selected with --profile NAME or -o profile=NAME. Precedence: command line >
 environment > config file > defaults."""
 
 
-def find_libfuse3() -> str | None:
-    """The libfuse3 shared object: ``find_library``, else the ``ldconfig -p`` cache."""
+# scripts/setup builds libfuse 3.17 here, for FUSE passthrough (Debian 12 has 3.14).
+BUNDLED_LIBFUSE = os.path.join(sys.prefix, "lib", "mssfs-libfuse", "libfuse3.so.4")
+
+
+def find_libfuse3(bundled: str = BUNDLED_LIBFUSE) -> str | None:
+    """The libfuse3 shared object: the one scripts/setup built, else ``find_library``,
+    else the ``ldconfig -p`` cache."""
+    if os.path.exists(bundled):
+        return bundled
     name = ctypes.util.find_library("fuse3")
     if name:
         return name

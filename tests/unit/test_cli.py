@@ -146,6 +146,13 @@ def test_select_fuse_library_keeps_the_users_choice(monkeypatch):
         cli.select_fuse_library({})
 
 
+def test_the_libfuse_built_by_setup_is_preferred(tmp_path):
+    bundled = tmp_path / "libfuse3.so.4"
+    assert cli.find_libfuse3(str(bundled)) != str(bundled)  # absent: the system's
+    bundled.write_bytes(b"")
+    assert cli.find_libfuse3(str(bundled)) == str(bundled)
+
+
 def test_runtime_dir():
     assert cli.runtime_dir({"XDG_RUNTIME_DIR": "/run/user/7"}) == "/run/user/7/mssfs"
     assert cli.runtime_dir({}).startswith("/tmp/mssfs-")
