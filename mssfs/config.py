@@ -154,6 +154,8 @@ class CacheOptions:
     read_concurrency: int = 8
     cache_dir: str | None = None  # None: no disk cache
     cache_size: int = 1 << 30
+    # The kernel reads wholly cached objects from the disk cache itself (passthrough).
+    passthrough: bool = True
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache_dir", "cache", "cache_dir", str,
            "on-disk block cache directory (off by default)"),
     Option("cache_size", "cache", "cache_size", parse_size, "size limit of the on-disk cache"),
+    _flag("no_passthrough", "cache", "passthrough",
+          "read objects wholly in the disk cache through mssfs, not by FUSE passthrough",
+          value=False),
     # uploads
     Option("part_size", "upload", "part_size", parse_size,
            "multipart part size (grows for huge files)"),

@@ -103,6 +103,7 @@ class DirOps:
             raise IsADirectory(path=path)
         bucket, key = self.fs.resolve(path)
         open_file = self.fs.handles.forget(path)
+        self.fs.passthrough.forget(path)
         if open_file is None or not open_file.pending_create:
             self.store.delete_object(bucket, key)
         self.ns.changed(path)

@@ -48,10 +48,11 @@ from mssfs.errors import (
     NotPermitted,
     ReadOnly,
 )
-from mssfs.handles import Handle, HandleTable, OpenIntent, open_intent
+from mssfs.handles import Handle, HandleTable, OpenFile, OpenIntent, open_intent
 from mssfs.namespace import FsConfig, Namespace
 from mssfs.open_files import OpenFiles
 from mssfs.page_versions import PageVersions
+from mssfs.passthrough import Passthrough
 from mssfs.paths import MountRoot
 from mssfs.renames import Renamer
 from mssfs.store.base import ObjectStore
@@ -89,6 +90,7 @@ class Filesystem:
         self.uploader = uploader
         self.recovery = recovery
         self.page_versions = PageVersions(config.max_remembered)
+        self.passthrough = Passthrough()  # enabled by the mount's init when possible
         self.clock = clock
         self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)
         self.handles = HandleTable()
@@ -162,15 +164,36 @@ class Filesystem:
             raise IsADirectory(path=path)
         reader = None
         keep = False
+        backing = 0
         if self.handles.open_file(path) is None:
             bucket, key = self.resolve(path)
-            reader = self.prefetcher.open_reader(bucket, key, attrs.etag or "", attrs.size)
-            keep = self.page_versions.opened_for_read(path, attrs.etag)
+            backing = self._open_passthrough(path, bucket, key, attrs)
+            if not backing:
+                reader = self.prefetcher.open_reader(bucket, key, attrs.etag or "", attrs.size)
+                keep = self.page_versions.opened_for_read(path, attrs.etag)
         else:  # being written through the mount: what the kernel holds is not stored yet
             self.page_versions.forget(path)
+            self.passthrough.open_other(path)
         handle = self.handles.add(path, intent, reader=reader)
         handle.keep_cache = keep
+        handle.backing = backing
         return handle.fh
+
+    def _open_passthrough(self, path: str, bucket: str | None, key: str,
+                          attrs: Attributes) -> int:
+        """The kernel's backing-file id when it can read the object from the disk
+        cache itself (see ``passthrough``), else 0 (and the open is served by mssfs)."""
+        disk = self.prefetcher.disk_cache
+        etag = attrs.etag
+        if disk is None or bucket is None or not etag:
+            return self.passthrough.open_reader(path, lambda: None, lambda: None)
+        return self.passthrough.open_reader(
+            path, lambda: disk.whole_file(bucket, key, etag, attrs.size),
+            lambda: disk.unpin(bucket, key, etag))
+
+    def backing_id(self, fh: int) -> int:
+        """The passthrough backing-file id of a handle (0: reads come to mssfs)."""
+        return self.handles.get(fh).backing
 
     def keep_cache(self, fh: int) -> bool:
         """Whether the kernel may keep the pages it holds for this handle's file (the
@@ -182,12 +205,21 @@ class Filesystem:
         self.page_versions.forget(path)
         if path == "/" or self.root.is_bucket_path(path):
             raise IsADirectory(path=path)
-        open_file = self.handles.attach(path, lambda: self.files.open_existing(path, intent))
+        open_file = self._attach(path, lambda: self.files.open_existing(path, intent))
         if intent.truncate and open_file.buffer.size:
             open_file.buffer.truncate(0)
         handle = self.handles.add(path, intent, open_file=open_file)
         handle.must_upload = intent.truncate
         return handle.fh
+
+    def _attach(self, path: str, build: Callable[[], OpenFile]) -> OpenFile:
+        """A write handle's ``OpenFile``, once no passthrough reader holds the path."""
+        self.passthrough.open_other(path)
+        try:
+            return self.handles.attach(path, build)
+        except BaseException:
+            self.passthrough.release(path, 0)
+            raise
 
     def create(self, path: str, mode: int, flags: int) -> int:
         path = paths.normalize(path)
@@ -199,7 +231,7 @@ class Filesystem:
         self.ns.require_dir(parent)
         attrs = self.new_attrs(stat.S_IFREG | (mode & 0o7777))
         self.page_versions.forget(path)
-        open_file = self.handles.attach(path, lambda: self.files.new_file(path, attrs))
+        open_file = self._attach(path, lambda: self.files.new_file(path, attrs))
         if open_file.buffer.size:
             open_file.buffer.truncate(0)
         handle = self.handles.add(path, open_intent(flags), open_file=open_file)
@@ -295,6 +327,7 @@ class Filesystem:
     def release(self, path: str, fh: int) -> None:
         """Free the handle; upload here only if no flush did (the fallback)."""
         handle = self.handles.remove(fh)
+        self.passthrough.release(handle.path, handle.backing)
         if handle.reader is not None:
             handle.reader.close()
         open_file = handle.open_file

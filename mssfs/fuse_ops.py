@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mssfs import passthrough
 from mssfs.attributes import Attributes, StatFs
 from mssfs.errors import errno_for
 
@@ -191,7 +192,25 @@ class TunedFUSE(mfusepy.FUSE):
 
     def init_fuse_3(self, conn: Any, config: Any) -> None:
         if conn:
-            conn.contents.want &= ~FUSE_CAP_READDIRPLUS_AUTO
+            info = conn.contents
+            version = (mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
+            # libfuse 3.17 has a 64-bit want_ext beside want, and refuses the two if
+            # they disagree: start from both, as libfuse does, and set both alike.
+            wide = version >= passthrough.MIN_LIBFUSE
+            want = (info.want_ext & ~0xFFFFFFFF) | info.want if wide else info.want
+            pt = getattr(self.operations, "fs", None)
+            pt = getattr(pt, "passthrough", None)
+            if isinstance(pt, passthrough.Passthrough) and pt.wanted:
+                pt.kernel = passthrough.negotiate(info, mfusepy._libfuse, version)
+                if pt.kernel is not None:
+                    want |= passthrough.FUSE_CAP_PASSTHROUGH
+                log.info("passthrough of wholly cached files: %s", "on" if pt.kernel else
+                         f"unavailable (libfuse {version[0]}.{version[1]}; it needs libfuse "
+                         "3.17 and Linux 6.9)")
+            want &= ~FUSE_CAP_READDIRPLUS_AUTO
+            info.want = want & 0xFFFFFFFF
+            if wide:
+                info.want_ext = want
         return super().init_fuse_3(conn, config)
 
     def opendir(self, path: bytes, fip: Any) -> int:
@@ -208,7 +227,10 @@ class TunedFUSE(mfusepy.FUSE):
         # not to drop the pages it holds for the file, which mfusepy cannot express.
         fi = fip.contents
         fi.fh = self.operations.open(path.decode(self.encoding, self.errors), fi.flags)
-        if self.operations.keep_cache(fi.fh):
+        backing = self.operations.backing_id(fi.fh)
+        if backing:  # the kernel reads the disk cache's file itself (passthrough)
+            passthrough.set_backing_id(fi, backing)
+        elif self.operations.keep_cache(fi.fh):
             fi.keep_cache = 1
         return 0
 
@@ -320,6 +342,9 @@ class FuseOperations(mfusepy.Operations):
 
     def keep_cache(self, fh: int) -> bool:
         return self("keep_cache", fh)
+
+    def backing_id(self, fh: int) -> int:
+        return self("backing_id", fh)
 
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
         return self("create", path, mode, flags)

@@ -87,6 +87,8 @@ class Handle:
     must_upload: bool = False
     # Read handles: the kernel may keep its cached pages of the file (page_versions).
     keep_cache: bool = False
+    # Read handles: the kernel reads this backing file itself (passthrough); 0: none.
+    backing: int = 0
 
 
 class HandleTable:

@@ -120,6 +120,9 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
         metadata=metadata, prefetcher=prefetcher, uploader=uploader,
         recovery=RecoveryFolder(up.recovery_dir or _default_recovery_dir()),
     )
+    # Asked of the kernel at init (fuse_ops.TunedFUSE): only a disk cache has files
+    # for the kernel to read.
+    parts.filesystem.passthrough.wanted = disk is not None and cache.passthrough
     # Not in closers: the FUSE ``destroy`` callback closes the filesystem (finishing
     # uploads) while the uploader and the store are still open.
     parts.stats = StatsSource(
@@ -139,7 +142,8 @@ def _read_path(config: MountConfig, store: Any, parts: Components) -> tuple[Any,
     cache = config.cache
     disk = None
     if cache.cache_dir:
-        disk = DiskBlockCache(DiskCacheConfig(cache.cache_dir, capacity_bytes=cache.cache_size))
+        disk = DiskBlockCache(DiskCacheConfig(cache.cache_dir, capacity_bytes=cache.cache_size,
+                                              block_size=cache.read_block_size))
         parts.closers.append(("disk cache", disk.close))
     read = ReadConfig(
         block_size=cache.read_block_size, max_window=cache.read_ahead,

@@ -129,6 +129,7 @@ class Renamer:
     def _follow(self, old: str, new: str) -> None:
         """Open handles at or under ``old`` now use the objects under ``new``."""
         self.fs.handles.move(old, new)
+        self.fs.passthrough.rename(old, new)
         for open_file in self.fs.handles.open_files():
             if open_file.path == new or open_file.path.startswith(new + "/"):
                 self._reopen(open_file)

@@ -95,6 +95,7 @@ class StatsSource:
                 "block": _cache(self.block_cache),
                 "disk": _cache(self.disk_cache),
             },
+            "passthrough": self.filesystem.passthrough.stats(),
             "memory": {"rss_bytes": rss_bytes()},
             "uploads": {**self.uploader.stats(), **self._open_files()},
             "recovery": self._recovery(),
@@ -157,6 +158,12 @@ def _ratio_text(cache: dict[str, Any] | None) -> str:
     return f"{shown} ({cache['hits']} hits, {cache['misses']} misses)"
 
 
+def _passthrough_text(info: dict[str, Any]) -> str:
+    if not info.get("on"):
+        return "off"
+    return f"{info.get('opens', 0)} opens, {info.get('files_open', 0)} files open"
+
+
 def format_stats(snap: dict[str, Any]) -> str:
     """The human view of a snapshot, one fact per line."""
     mount, up, rec = snap.get("mount", {}), snap.get("uploads", {}), snap.get("recovery", {})
@@ -176,6 +183,7 @@ def format_stats(snap: dict[str, Any]) -> str:
         f"metadata   {_ratio_text(cache.get('metadata'))}",
         f"blocks     {_ratio_text(cache.get('block'))}",
         f"disk cache {_ratio_text(cache.get('disk'))}",
+        f"passthrough {_passthrough_text(snap.get('passthrough', {}))}",
         f"memory     {human_size(snap.get('memory', {}).get('rss_bytes', 0))} resident",
         f"uploads    {up.get('files_dirty', 0)} files dirty "
         f"({human_size(up.get('bytes_dirty', 0))}), {up.get('files_uploading', 0)} uploading, "
