@@ -201,7 +201,8 @@ class TunedFUSE(mfusepy.FUSE):
             pt = getattr(self.operations, "fs", None)
             pt = getattr(pt, "passthrough", None)
             if isinstance(pt, passthrough.Passthrough) and pt.wanted:
-                pt.kernel = passthrough.negotiate(info, mfusepy._libfuse, version)
+                pt.kernel = passthrough.negotiate(info, mfusepy._libfuse, version,
+                                                  pt.stack_depth)
                 if pt.kernel is not None:
                     want |= passthrough.FUSE_CAP_PASSTHROUGH
                 log.info("passthrough of wholly cached files: %s", "on" if pt.kernel else

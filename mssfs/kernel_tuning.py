@@ -43,6 +43,24 @@ def mount_device(mountpoint: str, *, mountinfo: str = "/proc/self/mountinfo") ->
     return device
 
 
+def filesystem_type(path: str, *, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type (``ext4``, ``overlay``...) of the filesystem that holds ``path``: the
+    last-mounted of the longest mount points above it."""
+    target = os.path.realpath(path)
+    best, found = -1, None
+    with open(mountinfo, "rb") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) < 7 or b"-" not in fields[6:]:
+                continue
+            point = _unescape(fields[4])
+            inside = target == point or target.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= best:
+                best = len(point)
+                found = fields[fields.index(b"-", 6) + 1].decode()
+    return found
+
+
 def set_read_ahead(
     mountpoint: str,
     size: int,

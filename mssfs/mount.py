@@ -122,7 +122,13 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
     )
     # Asked of the kernel at init (fuse_ops.TunedFUSE): only a disk cache has files
     # for the kernel to read.
-    parts.filesystem.passthrough.wanted = disk is not None and cache.passthrough
+    if disk is not None and cache.passthrough:
+        from mssfs.kernel_tuning import filesystem_type
+        from mssfs.passthrough import STACKED
+
+        parts.filesystem.passthrough.wanted = True
+        stacked = filesystem_type(disk.root) in STACKED
+        parts.filesystem.passthrough.stack_depth = 1 if stacked else 0
     # Not in closers: the FUSE ``destroy`` callback closes the filesystem (finishing
     # uploads) while the uploader and the store are still open.
     parts.stats = StatsSource(

@@ -103,15 +103,21 @@ class KernelBackings:
             log.debug("passthrough: closing backing id %d: %s", backing_id, exc)
 
 
-def negotiate(conn: Any, libfuse: Any, version: tuple[int, int]) -> KernelBackings | None:
+# Filesystems stacked on another one: a cache directory on them needs a stack depth of 1.
+STACKED = frozenset({"overlay", "ecryptfs"})
+
+
+def negotiate(conn: Any, libfuse: Any, version: tuple[int, int],
+              stack_depth: int = 0) -> KernelBackings | None:
     """At ``init``, when the kernel offers passthrough on ``conn`` (a libfuse 3.17
     ``fuse_conn_info``): the backing-file registry (the caller then adds
-    ``FUSE_CAP_PASSTHROUGH`` to what it wants), or None."""
+    ``FUSE_CAP_PASSTHROUGH`` to what it wants), or None. ``stack_depth`` is that of the
+    cache directory's filesystem (1 on overlayfs): the mount itself then counts one
+    more, and a mount at depth 2 cannot be stacked on again (an overlayfs over mssfs),
+    so it is only as deep as the cache needs."""
     if version < MIN_LIBFUSE or not conn.capable_ext & FUSE_CAP_PASSTHROUGH:
         return None
-    # The cache directory may itself be on a stacked filesystem (overlayfs in a
-    # container): allow one level below the mount.
-    conn.max_backing_stack_depth = 1
+    conn.max_backing_stack_depth = stack_depth
     libfuse.fuse_get_session.restype = ctypes.c_void_p
     libfuse.fuse_get_session.argtypes = [ctypes.c_void_p]
     libfuse.fuse_session_fd.argtypes = [ctypes.c_void_p]
@@ -138,6 +144,7 @@ class Passthrough:
     def __init__(self, wait: float = 2.0) -> None:
         self.wait = wait
         self.wanted = False  # the mount has a disk cache and passthrough is not refused
+        self.stack_depth = 0  # of the cache directory's filesystem (see negotiate)
         self.kernel: Backings | None = None  # set at init when the kernel agreed
         self._cond = threading.Condition()
         self._backings: dict[str, _Backing] = {}
