@@ -235,6 +235,16 @@ class TunedFUSE(mfusepy.FUSE):
             fi.keep_cache = 1
         return 0
 
+    def write(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:
+        # mfusepy copies libfuse's buffer into a new bytes object (1 MiB per write: an
+        # mmap, 256 page faults and a copy); the write buffer only pwrites it to the
+        # staging file before returning, so a view of libfuse's buffer does.
+        data = memoryview((ctypes.c_char * size).from_address(
+            ctypes.cast(buf, ctypes.c_void_p).value or 0)).cast("B")
+        return self.operations.write(
+            None if path is None else path.decode(self.encoding, self.errors), data,
+            offset, fip.contents.fh)
+
     def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
         # Only user.* attributes exist (xattrs answers ENOTSUP for other namespaces),
         # and the kernel and tools ask for others all the time: security.capability

@@ -298,3 +298,21 @@ def test_after_init_runs_once_at_the_first_request_after_init():
     operations.getattr("/")
     operations.getattr("/")
     assert ran == ["ready", "after"]
+
+
+def test_write_hands_the_filesystem_a_view_of_libfuses_buffer():
+    operations, _ = ops()
+    seen = []
+
+    class Writer:
+        def write(self, path, fh, offset, data):
+            seen.append((path, fh, offset, bytes(data), type(data)))
+            return len(data)
+
+    operations.fs = Writer()
+    binding = TunedFUSE.__new__(TunedFUSE)
+    binding.operations, binding.encoding, binding.errors = operations, "utf-8", "strict"
+    raw = ctypes.create_string_buffer(b"0123456789", 10)
+    buf = ctypes.cast(raw, ctypes.POINTER(ctypes.c_byte))
+    assert binding.write(b"/f", buf, 10, 4096, FakeFip(fh=3)) == 10
+    assert seen == [("/f", 3, 4096, b"0123456789", memoryview)]  # no copy was made
