@@ -146,6 +146,15 @@ FUSE_FILL_DIR_PLUS = 2
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 
 
+def _write_only_direct(fi: Any) -> None:
+    """A write-only handle skips the kernel's page cache (``direct_io``): without it the
+    kernel copies every write into the FUSE file's pages (and keeps them) on its way to
+    mssfs, which has the bytes in its own staging file anyway; nothing can read them
+    through a write-only descriptor, nor map it."""
+    if fi.flags & os.O_ACCMODE == os.O_WRONLY:
+        fi.direct_io = 1
+
+
 class TunedFUSE(mfusepy.FUSE):
     """``mfusepy.FUSE`` with cheaper callbacks, and readdirplus.
 
@@ -233,6 +242,13 @@ class TunedFUSE(mfusepy.FUSE):
             passthrough.set_backing_id(fi, backing)
         elif self.operations.keep_cache(fi.fh):
             fi.keep_cache = 1
+        _write_only_direct(fi)
+        return 0
+
+    def create(self, path: bytes, mode: int, fip: Any) -> int:
+        fi = fip.contents
+        fi.fh = self.operations.create(path.decode(self.encoding, self.errors), mode, fi.flags)
+        _write_only_direct(fi)
         return 0
 
     def write(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:

@@ -308,3 +308,23 @@ def test_writes_checked_by_crc32_land_byte_exact(mounter, new_bucket, s3):
     assert done.returncode == 0, done.stderr
     requests = json.loads(done.stdout)["requests"]
     assert requests.get("UploadPartCopy", 0) >= 2  # the append copied the untouched parts
+
+
+def test_a_reader_open_during_a_write_sees_the_written_bytes(work, s3, bucket, mnt):
+    # Write-only handles bypass the kernel's page cache (direct_io); the pages another
+    # descriptor cached must not hide what was written.
+    path = work / "shared.bin"
+    path.write_bytes(b"a" * 8192)
+    reader = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(reader, 8192, 0) == b"a" * 8192  # now in the page cache
+        writer = os.open(path, os.O_WRONLY)
+        try:
+            assert os.pwrite(writer, b"b" * 4096, 0) == 4096
+            assert os.pread(reader, 8192, 0) == b"b" * 4096 + b"a" * 4096
+        finally:
+            os.close(writer)
+        assert os.pread(reader, 8192, 0) == b"b" * 4096 + b"a" * 4096
+    finally:
+        os.close(reader)
+    assert stored(s3, bucket, key_of(mnt, path)) == b"b" * 4096 + b"a" * 4096

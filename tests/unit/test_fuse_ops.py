@@ -3,6 +3,7 @@
 import ctypes
 import errno
 import logging
+import os
 import stat
 import threading
 
@@ -316,3 +317,17 @@ def test_write_hands_the_filesystem_a_view_of_libfuses_buffer():
     buf = ctypes.cast(raw, ctypes.POINTER(ctypes.c_byte))
     assert binding.write(b"/f", buf, 10, 4096, FakeFip(fh=3)) == 10
     assert seen == [("/f", 3, 4096, b"0123456789", memoryview)]  # no copy was made
+
+
+@pytest.mark.parametrize(("flags", "direct"), [
+    (os.O_WRONLY | os.O_CREAT, 1), (os.O_RDWR | os.O_CREAT, 0)])
+def test_write_only_handles_bypass_the_kernels_page_cache(flags, direct):
+    operations, _fs = ops(create=5, open=6, backing_id=0, keep_cache=False)
+    binding = TunedFUSE.__new__(TunedFUSE)
+    binding.operations, binding.encoding, binding.errors = operations, "utf-8", "strict"
+    for call in (lambda fip: binding.create(b"/f", 0o644, fip),
+                 lambda fip: binding.open(b"/f", fip)):
+        fip = FakeFip()
+        fip.contents.flags, fip.contents.direct_io, fip.contents.keep_cache = flags, 0, 0
+        assert call(fip) == 0
+        assert fip.contents.direct_io == direct and fip.contents.fh in (5, 6)
