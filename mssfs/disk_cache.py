@@ -9,14 +9,11 @@ block is present is a byte-exact copy of the object: ``whole_file`` hands it out
 the mount gives it to the kernel as a FUSE passthrough backing file (``passthrough``),
 so reads of it never reach Python.
 
-Beside each data file, ``<sha256>.idx`` is an append-only journal: a header (magic
-``MSSFSIX1``, block size) then 12-byte records ``(block, length, crc32)``; a length of
-``0xFFFFFFFF`` removes the block, and block number ``0xFFFFFFFF`` is a *seal*: the
-blocks recorded before it were checked and are on disk (``fdatasync``). A block's bytes
-are written before its record, so a crash leaves at worst bytes that no record names.
-At start every journal is replayed (a torn last record is ignored; a journal of another
-block size, or without its data file, is deleted with its file) and rewritten when it
-holds more dead records than live ones. Files are 0600 in directories 0700.
+Beside each data file, ``<sha256>.idx`` is its journal (``cache_journal``): the blocks
+the file holds with their CRC32s, appended as they come and go, and a *seal* once they
+were checked and are on disk. At start every journal is replayed (one of another block
+size, or without its data file, is deleted with its file) and compacted when it holds
+more dead records than live ones. Files are 0600 in directories 0700.
 
 Index: an ``OrderedDict`` of ``(file name, block)`` → length in least-recently-used
 order, and the total. A ``put`` that takes the total over ``capacity_bytes`` evicts the
@@ -53,21 +50,17 @@ import functools
 import hashlib
 import logging
 import os
-import struct
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from mssfs import cache_journal as journal
+from mssfs.cache_journal import CachedFile
 from mssfs.read_cache import BlockKey
 
 log = logging.getLogger(__name__)
 
-_MAGIC = b"MSSFSIX1"
-_HEADER = struct.Struct(">8sI")  # magic, block size
-_RECORD = struct.Struct(">III")  # block, length, crc32
-_REMOVED = 0xFFFFFFFF  # as a length: the block was removed
-_SEAL = 0xFFFFFFFF  # as a block number: the blocks listed so far are on disk and checked
 _DATA, _JOURNAL = ".obj", ".idx"
 
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
@@ -99,17 +92,6 @@ def _file_name(bucket: str, key: str, etag: str) -> str:
     return f"{hexdigest[:2]}/{hexdigest}"
 
 
-@dataclass
-class _File:
-    """One object version's data file and what its journal says it holds."""
-
-    blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # n → (length, crc)
-    records: int = 0  # in the journal, live or dead
-    pins: int = 0  # whole_file users
-    verified: bool = True  # False: written by an earlier process, CRCs not yet checked
-    sealed: bool = False  # the journal says so: a later process need not check the CRCs
-
-
 class DiskBlockCache:
     """LRU of blocks in per-object sparse files, bounded by ``capacity_bytes``.
     Thread-safe."""
@@ -119,7 +101,7 @@ class DiskBlockCache:
         self.root = os.path.abspath(config.directory)
         self._lock = threading.Lock()
         self._index: OrderedDict[tuple[str, int], int] = OrderedDict()
-        self._files: dict[str, _File] = {}
+        self._files: dict[str, CachedFile] = {}
         self._fds: OrderedDict[str, int] = OrderedDict()  # name → O_RDWR fd
         self.total_bytes = 0
         self._removals = 0  # holes punched and files dropped: see put
@@ -181,7 +163,7 @@ class DiskBlockCache:
         with self._lock:
             if (name, n) in self._index:
                 return
-            file = self._files.setdefault(name, _File())
+            file = self._files.setdefault(name, CachedFile())
             try:
                 if self._removals != removals:
                     # A hole punched or a file unlinked while the bytes were written
@@ -279,49 +261,21 @@ class DiskBlockCache:
                 self._index[(name, n)] = length
                 self.total_bytes += length
             if file.records > 2 * len(file.blocks) + 16:
-                self._rewrite_journal(name, file)
+                try:
+                    journal.rewrite(os.path.join(self.root, name + _JOURNAL), file,
+                                    self.config.block_size)
+                except OSError as exc:
+                    self._warn(exc)
         with self._lock:
             self._evict()
 
-    def _replay(self, name: str) -> _File | None:
+    def _replay(self, name: str) -> CachedFile | None:
         try:
-            with open(os.path.join(self.root, name + _JOURNAL), "rb") as journal:
-                raw = journal.read()
             data_size = os.path.getsize(os.path.join(self.root, name + _DATA))
         except OSError:
             return None
-        if len(raw) < _HEADER.size or _HEADER.unpack_from(raw) != (
-                _MAGIC, self.config.block_size):
-            return None
-        file = _File(verified=False)
-        body = memoryview(raw)[_HEADER.size:]
-        for off in range(0, len(body) - _RECORD.size + 1, _RECORD.size):
-            n, length, crc = _RECORD.unpack_from(body, off)
-            file.records += 1
-            if n == _SEAL:
-                file.verified = file.sealed = True
-            elif length == _REMOVED:
-                file.blocks.pop(n, None)
-            elif n * self.config.block_size + length <= data_size:
-                file.blocks[n] = (length, crc)
-                file.verified = file.sealed = False  # a block newer than the seal
-        return file if file.blocks else None
-
-    def _rewrite_journal(self, name: str, file: _File) -> None:
-        path = os.path.join(self.root, name + _JOURNAL)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb", opener=_private) as out:
-                out.write(_HEADER.pack(_MAGIC, self.config.block_size))
-                for n, (length, crc) in sorted(file.blocks.items()):
-                    out.write(_RECORD.pack(n, length, crc))
-                if file.sealed:
-                    out.write(_RECORD.pack(_SEAL, 0, 0))
-            os.replace(tmp, path)
-            file.records = len(file.blocks)
-        except OSError as exc:
-            self._unlink(os.path.relpath(tmp, self.root))
-            self._warn(exc)
+        return journal.replay(os.path.join(self.root, name + _JOURNAL),
+                              self.config.block_size, data_size)
 
     def _seal(self) -> None:
         """At close: mark the files ``whole_file`` checked as such in their journals,
@@ -337,7 +291,7 @@ class DiskBlockCache:
                     os.fdatasync(fd)
                 finally:
                     os.close(fd)
-                self._append(name, file, _SEAL, 0, 0)
+                self._append(name, file, journal.SEAL, 0, 0)
                 file.sealed = True
             except OSError as exc:
                 self._warn(exc)
@@ -352,18 +306,10 @@ class DiskBlockCache:
         finally:
             os.close(fd)
 
-    def _append(self, name: str, file: _File, n: int, length: int, crc: int) -> None:
-        """One journal record (a new journal starts with its header). Lock held."""
-        path = os.path.join(self.root, name + _JOURNAL)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            record = _RECORD.pack(n, length, crc)
-            if os.fstat(fd).st_size == 0:
-                record = _HEADER.pack(_MAGIC, self.config.block_size) + record
-            os.write(fd, record)
-        finally:
-            os.close(fd)
-        file.records += 1
+    def _append(self, name: str, file: CachedFile, n: int, length: int, crc: int) -> None:
+        """One journal record. Lock held."""
+        journal.append(os.path.join(self.root, name + _JOURNAL), file, self.config.block_size,
+                       n, length, crc)
 
     def _lookup(self, name: str, n: int) -> tuple[int, int] | None:
         """(length, crc) of a cached block, marked recently used. Lock held."""
@@ -389,7 +335,7 @@ class DiskBlockCache:
         data = os.pread(fd, length, offset)
         return data if len(data) == length else None
 
-    def _complete(self, file: _File, size: int) -> bool:
+    def _complete(self, file: CachedFile, size: int) -> bool:
         bsz = self.config.block_size
         count = -(-size // bsz)
         if len(file.blocks) != count:
@@ -423,7 +369,7 @@ class DiskBlockCache:
         self.total_bytes -= self._index.pop((name, n), 0)
         self._removals += 1
         try:
-            self._append(name, file, n, _REMOVED, 0)
+            self._append(name, file, n, journal.REMOVED, 0)
             fd = os.open(os.path.join(self.root, name + _DATA), os.O_WRONLY)
             try:
                 bsz = self.config.block_size
@@ -467,7 +413,3 @@ class DiskBlockCache:
     def _miss(self) -> None:
         self.misses += 1
         return None
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
