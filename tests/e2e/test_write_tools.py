@@ -328,3 +328,19 @@ def test_a_reader_open_during_a_write_sees_the_written_bytes(work, s3, bucket, m
     finally:
         os.close(reader)
     assert stored(s3, bucket, key_of(mnt, path)) == b"b" * 4096 + b"a" * 4096
+
+
+def test_an_open_file_removed_with_rm_reads_to_the_end_and_leaves_no_key(work, s3, bucket,
+                                                                         mnt):
+    # libfuse hides a removed open file (a rename to .fuse_hidden..., so a server-side
+    # copy) and deletes it at the last close.
+    data = os.urandom(3 * 1024 * 1024)
+    path = work / "doomed.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        assert f.read(10) == data[:10]
+        sh("rm", str(path))
+        assert not path.exists()
+        assert f.read() == data[10:]
+    prefix = key_of(mnt, work) + "/"  # the directory's marker is all that is left
+    poll(lambda: [o.key for o in s3.list_objects(bucket, prefix=prefix).objects] == [prefix])
