@@ -127,7 +127,10 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
         from mssfs.passthrough import STACKED
 
         parts.filesystem.passthrough.wanted = True
-        stacked = filesystem_type(disk.root) in STACKED
+        try:
+            stacked = filesystem_type(disk.root) in STACKED
+        except OSError:  # no /proc: assume the deeper stack (the kernel checks anyway)
+            stacked = True
         parts.filesystem.passthrough.stack_depth = 1 if stacked else 0
     # Not in closers: the FUSE ``destroy`` callback closes the filesystem (finishing
     # uploads) while the uploader and the store are still open.
