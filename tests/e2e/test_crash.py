@@ -56,11 +56,14 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_during_a_large_write_leaves_the_previous_object(mounter, s3, bucket):
+def test_sigkill_during_a_large_write_leaves_the_previous_object(mounter, s3, bucket,
+                                                                 tmp_path):
     old = os.urandom(3 * MiB + 5)
     s3.put_object(bucket, "big", old)
     old_etag = s3.head_object(bucket, "big").etag
-    mnt = mounter.mount(bucket, options="")
+    # The killed mount cannot delete its staging file: keep it in this test's directory.
+    staging = tmp_path / "staging"
+    mnt = mounter.mount(bucket, options=f"staging_dir={staging}")
     writer = subprocess.Popen([sys.executable, "-c", ENDLESS_WRITER, str(mnt / "big")],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -77,6 +80,9 @@ def test_sigkill_during_a_large_write_leaves_the_previous_object(mounter, s3, bu
 
     got = s3.get_object(bucket, "big")
     assert got.data == old and got.etag == old_etag  # never a partial object
+    # What the writer wrote is still on local disk, in the staging file.
+    (left,) = staging.iterdir()
+    assert left.stat().st_size > 0
 
     orphans = [u for u in s3.list_multipart_uploads(bucket) if u.key == "big"]
     assert len(orphans) == 1
