@@ -141,14 +141,20 @@ class FaultProxy:
             except OSError:
                 pass
             self._listener.close()
+        # The accept loop first: a connection it accepted just now may still spawn a
+        # serving thread, which the snapshots below must include.
         with self._lock:
-            sockets = list(self._sockets)
+            acceptors = [t for t in self._threads if t.name.endswith("_accept_loop")]
+        for thread in acceptors:
+            thread.join(timeout=10)
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in list(self._threads):
+        for thread in threads:
             thread.join(timeout=10)
 
     def __enter__(self) -> FaultProxy:
