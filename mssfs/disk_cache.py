@@ -102,7 +102,7 @@ class DiskBlockCache:
         self._lock = threading.Lock()
         self._index: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._files: dict[str, CachedFile] = {}
-        self._fds: OrderedDict[str, int] = OrderedDict()  # name → O_RDWR fd
+        self._fds: OrderedDict[str, int] = OrderedDict()  # name → read-only fd
         self.total_bytes = 0
         self._removals = 0  # holes punched and files dropped: see put
         self._to_seal: set[str] = set()  # checked by whole_file, sealed at close
@@ -196,15 +196,16 @@ class DiskBlockCache:
                 return None
             file.pins += 1
             blocks = None if file.verified else dict(file.blocks)
-        if blocks is None or self._verify(fd, blocks, self.config.block_size):
-            file.verified = True
-            if not file.sealed:
-                self._to_seal.add(name)
-            return fd
-        os.close(fd)
+        good = blocks is None or self._verify(fd, blocks, self.config.block_size)
         with self._lock:
+            if good:
+                file.verified = True
+                if not file.sealed:
+                    self._to_seal.add(name)
+                return fd
             file.pins -= 1
             self._drop_file(name)
+        os.close(fd)
         return None
 
     def unpin(self, bucket: str, key: str, etag: str) -> None:

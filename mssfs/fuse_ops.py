@@ -233,8 +233,10 @@ class TunedFUSE(mfusepy.FUSE):
         return 0
 
     def open(self, path: bytes, fip: Any) -> int:
-        # mfusepy's open sets only fh; keep_cache (see page_versions) tells the kernel
-        # not to drop the pages it holds for the file, which mfusepy cannot express.
+        # mfusepy's open sets only fh. The answer also carries what mfusepy cannot
+        # express: a passthrough backing file (see passthrough), else keep_cache (see
+        # page_versions: the kernel keeps the pages it holds), and direct_io for
+        # write-only handles.
         fi = fip.contents
         fi.fh = self.operations.open(path.decode(self.encoding, self.errors), fi.flags)
         backing = self.operations.backing_id(fi.fh)
