@@ -158,6 +158,8 @@ def _read_path(config: MountConfig, store: Any, parts: Components) -> tuple[Any,
         block_size=cache.read_block_size, max_window=cache.read_ahead,
         max_inflight_bytes=cache.read_ahead_budget, max_concurrency=cache.read_concurrency,
         cache_bytes=cache.read_cache_size,
+        # The kernel may have two read-ahead windows in flight, served in any order.
+        max_backward_seek=max(ReadConfig.max_backward_seek, 2 * config.fuse.kernel_read_ahead),
     )
     blocks = BlockCache(read.cache_bytes)
     prefetcher = Prefetcher(store, read, blocks, disk)
