@@ -64,8 +64,8 @@ def parse_int(text: str) -> int:
 
 def parse_checksum(text: str) -> str:
     name = text.strip().lower()
-    if name not in ("md5", "crc32"):
-        raise ValueError(f"expected md5 or crc32, not {text!r}")
+    if name not in ("auto", "md5", "crc32"):
+        raise ValueError(f"expected auto, md5 or crc32, not {text!r}")
     return name
 
 
@@ -137,7 +137,7 @@ class StoreOptions:
     anonymous: bool = False
     passwd_file: str | None = None
     profile: str | None = None
-    upload_checksum: str = "md5"  # or "crc32": how the server checks uploaded bytes
+    upload_checksum: str = "auto"  # "md5", "crc32", or "auto" (CRC32 if the server checks it)
 
 
 @dataclass(frozen=True)
@@ -238,8 +238,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", "store", "timeout", parse_duration, "read timeout of one request"),
     Option("connect_timeout", "store", "connect_timeout", parse_duration, "connect timeout"),
     Option("upload_checksum", "store", "upload_checksum", parse_checksum,
-           "how the server checks uploaded bytes: md5 (every S3 server) or crc32 "
-           "(a sixth of the CPU; AWS, MinIO, SeaweedFS)"),
+           "how the server checks uploaded bytes: auto (crc32 where the server shows it "
+           "checks it, else md5), md5 (every S3 server) or crc32 (a sixth of md5's CPU)"),
     _flag("anonymous", "store", "anonymous", "send unsigned requests (public buckets)"),
     Option("passwd_file", "store", "passwd_file", str,
            "credentials file, mode 600: KEY:SECRET or BUCKET:KEY:SECRET lines"),

@@ -46,10 +46,11 @@ class StoreConfig:
     pool_size: int = 32  # connections kept per host, per thread-local session
     list_version: int = 2  # 2: ListObjectsV2; 1: ListObjects (servers without V2)
     # How object data is checked by the server: "md5" (Content-MD5, which every
-    # S3-compatible server checks) or "crc32" (x-amz-checksum-crc32: a sixth of the CPU,
+    # S3-compatible server checks), "crc32" (x-amz-checksum-crc32: a sixth of the CPU,
     # checked by AWS, MinIO and SeaweedFS; multipart uploads declare it at creation and
-    # list each part's checksum at completion).
-    upload_checksum: str = "md5"
+    # list each part's checksum at completion), or "auto": CRC32 while the server's
+    # answers show it checks it, else MD5 (see ``http``).
+    upload_checksum: str = "auto"
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.endpoint)
@@ -61,8 +62,8 @@ class StoreConfig:
             raise ValueError(f"addressing must be 'path' or 'virtual', not {self.addressing!r}")
         if not re.fullmatch(r"[a-z0-9-]+", self.region):
             raise ValueError(f"invalid region {self.region!r}")
-        if self.upload_checksum not in ("md5", "crc32"):
-            raise ValueError(f"upload_checksum must be 'md5' or 'crc32', "
+        if self.upload_checksum not in ("auto", "md5", "crc32"):
+            raise ValueError(f"upload_checksum must be 'auto', 'md5' or 'crc32', "
                              f"not {self.upload_checksum!r}")
         if self.list_version not in (1, 2):
             raise ValueError("list_version must be 1 or 2")

@@ -7,14 +7,21 @@ prepares request bodies. ``get_object_into`` hands a 2xx body to a caller's sink
 256 KiB pieces as it arrives (``transfer.download_file`` pwrites them): no body-sized
 buffer, whose fresh pages cost a page fault each.
 
-Checksums. Object data is checked by the server with a Content-MD5, or with
-``upload_checksum="crc32"`` an ``x-amz-checksum-crc32``: then CreateMultipartUpload
+Checksums. Object data is checked by the server with a Content-MD5, or with an
+``x-amz-checksum-crc32`` (a sixth of MD5's CPU here): then CreateMultipartUpload
 declares the algorithm, each part's CRC32 (sent, or returned by UploadPartCopy) is
 remembered by upload id, and CompleteMultipartUpload lists them, as S3 requires.
+``upload_checksum`` chooses: "md5" always, "crc32" always, or "auto" (the default):
+CRC32 for as long as the server shows that it checks it, which S3, MinIO and SeaweedFS
+do by answering a PutObject or UploadPart with the CRC32 of what they received. An
+answer without it (a server that ignores the header, so nothing was checked), or a
+refusal of the header (InvalidArgument, InvalidRequest, NotImplemented, when the same
+request with a Content-MD5 then succeeds), sends that request again with a Content-MD5
+and makes MD5 the store's checksum from then on: no upload is left unchecked.
 
 Locking: ``_crc32_lock`` guards the remembered part checksums (dictionary operations
-only). The ListObjects V1 fall-back flag is a plain attribute: a racing thread at worst
-makes one more V2 attempt.
+only) and the switch from CRC32 to MD5. The ListObjects V1 fall-back flag is a plain
+attribute: a racing thread at worst makes one more V2 attempt.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ __all__ = ["HttpStore"]
 log = logging.getLogger(__name__)
 
 _META_PREFIX = "x-amz-meta-"
+_CRC32_HEADER = "x-amz-checksum-crc32"
+# How servers that do not know x-amz-checksum-* headers refuse them.
+_CHECKSUM_REFUSALS = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented"})
 
 
 def _metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -57,6 +67,14 @@ def _header_text(value: str) -> str:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeError:
         return value
+
+
+def _md5_payload(sent: _Payload) -> _Payload:
+    """The same body as ``sent`` (from its start again), with a Content-MD5."""
+    if sent.fileobj is None:
+        return _payload(sent.data, signed=False, checksum="md5")
+    sent.fileobj.seek(sent.start)
+    return _payload(sent.fileobj, sent.length, signed=False, checksum="md5")
 
 
 def _metadata_of(headers: Mapping[str, str]) -> dict[str, str]:
@@ -74,14 +92,24 @@ class HttpStore(HttpTransport):
         """``hooks``: the transport's injected clock, sleep, rng and monotonic clock."""
         super().__init__(config, **hooks)
         self._list_v1 = config.list_version == 1  # see list_objects
-        # upload_checksum=crc32: each part's CRC32, by (upload id, part number), until
-        # the upload is completed or aborted (CompleteMultipartUpload must list them).
-        self._crc32 = config.upload_checksum == "crc32"
+        # With CRC32 checks: each part's CRC32, by (upload id, part number), until the
+        # upload is completed or aborted (CompleteMultipartUpload must list them).
+        self._checksum = config.upload_checksum
+        self._crc32_trusted = True  # "auto": until the server shows it does not check it
         self._part_crc32: dict[tuple[str, int], str] = {}
         self._crc32_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HttpStore({self._endpoint!r})"
+
+    @property
+    def upload_checksum(self) -> str:
+        """The checksum object data is sent with now: "crc32" or "md5"."""
+        return "crc32" if self._crc32 else "md5"
+
+    @property
+    def _crc32(self) -> bool:
+        return self._checksum == "crc32" or (self._checksum == "auto" and self._crc32_trusted)
 
     # -- buckets ----------------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:
@@ -265,9 +293,8 @@ class HttpStore(HttpTransport):
         headers = _metadata_headers(metadata)
         if content_type:
             headers["Content-Type"] = content_type
-        req = _Request("PutObject", "PUT", bucket, key, headers=headers,
-                       payload=self._data_payload(body, length), checksum=True)
-        return self._call(req, lambda r: self._etag(req, r))
+        etag, _ = self._send_data("PutObject", bucket, key, body, length, headers=headers)
+        return etag
 
     def _copy_source(self, src_bucket: str, src_key: str) -> str:
         return signing.uri_encode(f"{src_bucket}/{src_key}", keep_slash=True)
@@ -344,10 +371,8 @@ class HttpStore(HttpTransport):
         length: int | None = None,
     ) -> str:
         params = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-        req = _Request("UploadPart", "PUT", bucket, key, params=params,
-                       payload=self._data_payload(body, length), checksum=True)
-        etag = self._call(req, lambda r: self._etag(req, r))
-        self._remember_crc32(upload_id, part_number, req.payload.crc32)
+        etag, crc32 = self._send_data("UploadPart", bucket, key, body, length, params=params)
+        self._remember_crc32(upload_id, part_number, crc32)
         return etag
 
     def upload_part_copy(
@@ -411,9 +436,50 @@ class HttpStore(HttpTransport):
                             params=[("uploadId", upload_id)]))
 
     # -- checksums of object data ----------------------------------------------------
-    def _data_payload(self, body: Body, length: int | None) -> _Payload:
-        """Object data: signed UNSIGNED-PAYLOAD, checked by the configured checksum."""
-        return _payload(body, length, signed=False, checksum=self.config.upload_checksum)
+    def _send_data(self, op: str, bucket: str, key: str, body: Body, length: int | None, *,
+                   params: Sequence[tuple[str, str]] = (),
+                   headers: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """PutObject or UploadPart of object data, signed UNSIGNED-PAYLOAD and checked by
+        the server: (ETag, the CRC32 the server checked, or "" for a Content-MD5)."""
+        crc32 = self._crc32
+
+        def request(payload: _Payload) -> _Request:
+            return _Request(op, "PUT", bucket, key, params=list(params),
+                            headers=dict(headers or {}), payload=payload, checksum=True)
+
+        req = request(_payload(body, length, signed=False,
+                               checksum="crc32" if crc32 else "md5"))
+        # An empty body (a directory marker) has nothing to check, and SeaweedFS, which
+        # stores "dir/" as a directory, answers it without a CRC32: no verdict on it.
+        if not (crc32 and self._checksum == "auto") or req.payload.length == 0:
+            return self._call(req, lambda r: self._etag(req, r)), req.payload.crc32
+        try:
+            etag, echo = self._call(
+                req, lambda r: (self._etag(req, r), r.headers.get(_CRC32_HEADER)))
+        except errors.StoreError as exc:
+            if exc.code not in _CHECKSUM_REFUSALS:
+                raise
+            again = request(_md5_payload(req.payload))
+            etag = self._call(again, lambda r: self._etag(again, r))  # its error, if any
+            self._distrust_crc32(f"it refused the header: {exc.code}")
+            return etag, ""
+        if echo == req.payload.crc32:
+            return etag, echo
+        if echo:  # it kept other bytes than were sent, and did not say so
+            raise errors.StoreError(
+                f"{op}: the server's CRC32 of the body ({echo}) is not the one sent "
+                f"({req.payload.crc32})", code="BadDigest", bucket=bucket, key=key)
+        self._distrust_crc32("its answer does not repeat the CRC32")
+        again = request(_md5_payload(req.payload))
+        return self._call(again, lambda r: self._etag(again, r)), ""
+
+    def _distrust_crc32(self, why: str) -> None:
+        with self._crc32_lock:
+            if not self._crc32_trusted:
+                return
+            self._crc32_trusted = False
+        log.warning("%s does not check CRC32 checksums (%s): uploads are checked with "
+                    "Content-MD5 from now on", self._endpoint, why)
 
     def _remember_crc32(self, upload_id: str, part_number: int, crc32: str) -> None:
         if self._crc32 and crc32:
@@ -421,10 +487,9 @@ class HttpStore(HttpTransport):
                 self._part_crc32[(upload_id, part_number)] = crc32
 
     def _forget_crc32(self, upload_id: str) -> None:
-        if self._crc32:
-            with self._crc32_lock:
-                for done in [k for k in self._part_crc32 if k[0] == upload_id]:
-                    del self._part_crc32[done]
+        with self._crc32_lock:
+            for done in [k for k in self._part_crc32 if k[0] == upload_id]:
+                del self._part_crc32[done]
 
     def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
         found: list[UploadInfo] = []

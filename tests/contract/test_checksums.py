@@ -73,3 +73,32 @@ def test_a_body_that_does_not_match_its_crc32_is_refused(crc_store, expect_quirk
     assert refused.value.status == 400
     with pytest.raises(errors.NoSuchKey):
         s.head_object(bucket, "bad")
+
+
+@pytest.mark.allow_warnings("does not check CRC32")
+def test_the_default_checks_uploads_by_crc32_where_the_server_shows_it_does(
+    request, store_kind, http_store_for, quirks
+):
+    # "auto": SeaweedFS (like S3 and MinIO) answers each upload with the CRC32 it
+    # computed, so the whole exchange stays on CRC32 and every byte is checked. moto
+    # neither checks it nor answers with it: there the first upload is sent again with
+    # a Content-MD5, and MD5 is used from then on.
+    server = request.getfixturevalue("moto_server" if store_kind == "moto" else "seaweed")
+    s = http_store_for(server, upload_checksum="auto")
+    bucket = f"mssfs-auto-{os.urandom(6).hex()}"
+    s.create_bucket(bucket)
+    try:
+        small, first, tail = os.urandom(1000), os.urandom(5 * MIB), b"the tail"
+        s.put_object(bucket, "small", small)
+        upload = s.create_multipart_upload(bucket, "big")
+        e1 = s.upload_part(bucket, "big", upload, 1, first)
+        e2 = s.upload_part(bucket, "big", upload, 2, tail)
+        s.complete_multipart_upload(bucket, "big", upload,
+                                    [CompletedPart(1, e1), CompletedPart(2, e2)])
+        assert s.get_object(bucket, "small").data == small
+        assert s.get_object(bucket, "big").data == first + tail
+        assert s.upload_checksum == ("md5" if "crc32_not_checked" in quirks else "crc32")
+    finally:
+        s.delete_objects(bucket, ["small", "big"])
+        s.delete_bucket(bucket)
+        s.close()

@@ -78,7 +78,10 @@ def test_upload_part_copy_etag_is_the_parts(store, expect_quirk):
     s, bucket = store
     s.put_object(bucket, "src", b"0123456789")
     upload = s.create_multipart_upload(bucket, "dst")
-    expect_quirk("part_copy_etag_is_source_etag")
+    # SeaweedFS answers with the source's ETag only when the upload declared no checksum
+    # algorithm (mssfs declares CRC32 wherever the server checks it).
+    if getattr(s, "upload_checksum", "md5") == "md5":
+        expect_quirk("part_copy_etag_is_source_etag")
     try:
         assert s.upload_part_copy(bucket, "dst", upload, 1, bucket, "src", 2, 6) == (
             hashlib.md5(b"2345").hexdigest())

@@ -61,7 +61,7 @@ def test_store_options_reach_the_store_config(tmp_path):
     assert (store.verify_tls, store.max_retries, store.read_timeout, store.connect_timeout) == (
         False, 2, 5.0, 1.0)
     assert store.retry_time == 7.0
-    assert store.upload_checksum == "md5"  # the default: every S3 server checks it
+    assert store.upload_checksum == "auto"  # CRC32 where the server checks it, else MD5
     crc, _ = cli.build_config(args_for("b", "/m", "-o", "upload_checksum=CRC32"), ENV)
     assert crc.store.upload_checksum == "crc32"
     with pytest.raises(ConfigError, match="md5 or crc32"):

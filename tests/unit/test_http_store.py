@@ -124,8 +124,11 @@ class Sleeps(list):
 
 
 def make_store(endpoint: str, sleeps: Sleeps | None = None, **config: object) -> HttpStore:
+    # MD5 unless a test asks otherwise: with the default ("auto") every upload that the
+    # canned server answers without a CRC32 would be sent twice.
     options = {"credentials": CREDS, "max_retries": 3, "retry_base_delay": 0.5,
-               "retry_max_delay": 1.5, "connect_timeout": 2.0, "read_timeout": 5.0}
+               "retry_max_delay": 1.5, "connect_timeout": 2.0, "read_timeout": 5.0,
+               "upload_checksum": "md5"}
     options.update(config)
     clock = iter(range(1_700_000_000, 1_800_000_000, 7))
     return HttpStore(StoreConfig(endpoint=endpoint, **options),  # type: ignore[arg-type]
@@ -245,7 +248,7 @@ def test_a_crc32_multipart_upload_declares_it_and_lists_every_part(server, sleep
     store.close()
 
 
-def test_the_default_sends_content_md5_and_declares_nothing(server, store) -> None:
+def test_md5_sends_content_md5_and_declares_nothing(server, store) -> None:
     initiate = (b"<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
                 b"</InitiateMultipartUploadResult>")
     server.script(Answer(200, initiate), Answer(200, headers={"ETag": '"e1"'}))
@@ -255,6 +258,98 @@ def test_the_default_sends_content_md5_and_declares_nothing(server, store) -> No
     assert "x-amz-checksum-crc32" not in server.seen[1].headers
     assert server.seen[1].headers["Content-MD5"] == base64.b64encode(
         hashlib.md5(b"one").digest()).decode()
+
+
+def test_auto_keeps_crc32_while_the_server_answers_with_it(server, sleeps) -> None:
+    store = make_store(server.endpoint, sleeps, upload_checksum="auto")
+    assert StoreConfig(endpoint=server.endpoint).upload_checksum == "auto"  # the default
+    server.script(*(Answer(200, headers={"ETag": '"e"', "x-amz-checksum-crc32": crc32_b64(d)})
+                    for d in (b"one", b"two")))
+    server.script(Answer(200, headers={"ETag": '"d"'}))  # no CRC32: a directory marker
+    store.put_object("bkt", "a", b"one")
+    store.put_object("bkt", "b", b"two")
+    store.put_object("bkt", "dir/", b"")  # nothing to check: no verdict
+    assert [s.headers.get("x-amz-checksum-crc32") for s in server.seen] == [
+        crc32_b64(b"one"), crc32_b64(b"two"), crc32_b64(b"")]
+    assert not any("Content-MD5" in s.headers for s in server.seen)
+    assert store.upload_checksum == "crc32"
+    store.close()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.allow_warnings("does not check CRC32")
+def test_auto_sends_again_with_md5_when_the_answer_lacks_the_crc32(
+    server, sleeps, streamed, caplog
+) -> None:
+    # A server that ignores x-amz-checksum-crc32 stores whatever it received, checked
+    # by nothing: the upload is sent again with a Content-MD5, and MD5 stays.
+    data = bytes(range(256)) * (40 * 1024 + 3) if streamed else b"small body"
+    store = make_store(server.endpoint, sleeps, upload_checksum="auto")
+    server.script(Answer(200, headers={"ETag": '"e1"'}), Answer(200, headers={"ETag": '"e2"'}),
+                  Answer(200, headers={"ETag": '"e3"'}))
+    body = io.BytesIO(b"junk" + data)
+    body.seek(4)
+    assert store.put_object("bkt", "k", body if streamed else data) == "e2"
+    assert store.put_object("bkt", "k2", b"next") == "e3"
+    first, again, nxt = (s.headers for s in server.seen)
+    assert [s.body for s in server.seen] == [data, data, b"next"]
+    assert first["x-amz-checksum-crc32"] == crc32_b64(data) and "Content-MD5" not in first
+    assert again["Content-MD5"] == base64.b64encode(hashlib.md5(data).digest()).decode()
+    assert "x-amz-checksum-crc32" not in again and "x-amz-checksum-crc32" not in nxt
+    assert "Content-MD5" in nxt and store.upload_checksum == "md5"
+    assert len([r for r in caplog.records if "does not check CRC32" in r.message]) == 1
+    store.close()
+
+
+@pytest.mark.allow_warnings("does not check CRC32")
+def test_auto_falls_back_to_md5_when_the_header_is_refused(server, sleeps) -> None:
+    store = make_store(server.endpoint, sleeps, upload_checksum="auto")
+    server.script(Answer(400, error_xml("InvalidArgument", "x-amz-checksum-crc32")),
+                  Answer(200, headers={"ETag": '"e"'}))
+    assert store.put_object("bkt", "k", b"body") == "e"
+    assert "x-amz-checksum-crc32" in server.seen[0].headers
+    assert "Content-MD5" in server.seen[1].headers and store.upload_checksum == "md5"
+    store.close()
+
+
+def test_auto_keeps_crc32_when_md5_is_refused_too(server, sleeps) -> None:
+    # The refusal was not about the checksum: its error is the caller's, CRC32 stays.
+    store = make_store(server.endpoint, sleeps, upload_checksum="auto")
+    server.script(Answer(400, error_xml("InvalidArgument", "metadata too large")),
+                  Answer(400, error_xml("InvalidArgument", "metadata too large")))
+    with pytest.raises(errors.InvalidRequest):
+        store.put_object("bkt", "k", b"body")
+    assert store.upload_checksum == "crc32"
+    store.close()
+
+
+def test_auto_fails_an_upload_whose_crc32_the_server_computed_otherwise(server, sleeps) -> None:
+    store = make_store(server.endpoint, sleeps, upload_checksum="auto")
+    server.script(Answer(200, headers={"ETag": '"e"', "x-amz-checksum-crc32": "AAAAAA=="}))
+    with pytest.raises(errors.StoreError) as failed:
+        store.put_object("bkt", "k", b"body")
+    assert failed.value.code == "BadDigest"
+    store.close()
+
+
+@pytest.mark.allow_warnings("does not check CRC32")
+def test_auto_multipart_part_sent_again_with_md5_is_listed_without_a_crc32(
+    server, sleeps
+) -> None:
+    store = make_store(server.endpoint, sleeps, upload_checksum="auto")
+    initiate = (b"<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
+                b"</InitiateMultipartUploadResult>")
+    done = b"<CompleteMultipartUploadResult><ETag>\"m-1\"</ETag></CompleteMultipartUploadResult>"
+    server.script(Answer(200, initiate), Answer(200, headers={"ETag": '"x"'}),
+                  Answer(200, headers={"ETag": '"e1"'}), Answer(200, done))
+    upload = store.create_multipart_upload("bkt", "k")
+    assert store.upload_part("bkt", "k", upload, 1, b"one") == "e1"
+    store.complete_multipart_upload("bkt", "k", upload, [CompletedPart(1, "e1")])
+    assert server.seen[0].headers["x-amz-checksum-algorithm"] == "CRC32"
+    assert "Content-MD5" in server.seen[2].headers
+    assert "ChecksumCRC32" not in server.seen[3].body.decode()
+    assert store._part_crc32 == {}
+    store.close()
 
 
 # -- answers that are not S3, or not whole ---------------------------------------------
