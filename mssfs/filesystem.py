@@ -316,6 +316,11 @@ class Filesystem:
         uploads in ``release`` (mountpoint-s3 defers empty files the same way).
         """
         handle = self.handles.get(fh)
+        if not handle.backing and not handle.closed:
+            # Its RELEASE comes after close(2) returns: an open of the same file
+            # meanwhile may wait for it rather than give up on passthrough.
+            handle.closed = True
+            self.passthrough.closing(handle.path)
         if handle.wrote and handle.open_file is not None:
             self._upload(handle)
 
@@ -327,7 +332,7 @@ class Filesystem:
     def release(self, path: str, fh: int) -> None:
         """Free the handle; upload here only if no flush did (the fallback)."""
         handle = self.handles.remove(fh)
-        self.passthrough.release(handle.path, handle.backing)
+        self.passthrough.release(handle.path, handle.backing, closed=handle.closed)
         if handle.reader is not None:
             handle.reader.close()
         open_file = handle.open_file

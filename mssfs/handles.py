@@ -89,6 +89,8 @@ class Handle:
     keep_cache: bool = False
     # Read handles: the kernel reads this backing file itself (passthrough); 0: none.
     backing: int = 0
+    # The application closed a descriptor of it (a FLUSH came); RELEASE follows.
+    closed: bool = False
 
 
 class HandleTable:

@@ -30,12 +30,19 @@ useful. So, per path:
   wholly cached is served by mssfs unless it can join a backing file.
 
 Our ``release`` arrives after the kernel dropped the file, so our counts never say
-"closed" while the kernel still has it open: the rule errs on the safe side.
+"closed" while the kernel still has it open: the rule errs on the safe side. It can err
+the other way too: the kernel sends RELEASE after close(2) has returned, so in ``cat f;
+cat f`` the first cat's handle (served by mssfs while it filled the cache) may still be
+counted when the second cat opens. The FLUSH that close(2) sends first marks a served
+handle as closing (``closing``); an open that finds only closing handles waits up to
+``settle`` seconds for their release before it gives up on passthrough (a handle still
+open through a dup'd descriptor is simply not released in time).
 
 Locking: one ``threading.Condition`` guards both path tables; it is held across setting
 up a backing file (the disk cache's ``whole_file`` and one ioctl), so that two opens of
 one path cannot register two backing files, nor a served open slip in beside a new
-one; waiters are woken by ``release``, ``rename`` and ``forget``. With no kernel
+one; waiters (a writer waiting for readers, a reader for closing handles) are woken by
+``release``, ``rename`` and ``forget``. With no kernel
 support (``kernel`` None) every method returns at once.
 """
 
@@ -130,6 +137,12 @@ def set_backing_id(fi: Any, backing_id: int) -> None:
     ctypes.c_int32.from_address(ctypes.addressof(fi) + _BACKING_ID_OFFSET).value = backing_id
 
 
+def _decrement(table: dict[str, int], path: str) -> None:
+    count = table.pop(path, 0) - 1
+    if count > 0:
+        table[path] = count
+
+
 @dataclass
 class _Backing:
     id: int
@@ -141,14 +154,16 @@ class Passthrough:
     """Per path: the backing file its passthrough opens share, and how many handles
     mssfs serves itself. Does nothing until ``kernel`` is set. Thread-safe."""
 
-    def __init__(self, wait: float = 2.0) -> None:
+    def __init__(self, wait: float = 2.0, settle: float = 0.5) -> None:
         self.wait = wait
+        self.settle = settle  # how long an open waits for served handles being closed
         self.wanted = False  # the mount has a disk cache and passthrough is not refused
         self.stack_depth = 0  # of the cache directory's filesystem (see negotiate)
         self.kernel: Backings | None = None  # set at init when the kernel agreed
         self._cond = threading.Condition()
         self._backings: dict[str, _Backing] = {}
         self._served: dict[str, int] = {}  # path → handles mssfs serves (no backing)
+        self._closing: dict[str, int] = {}  # path → of those, closed by their application
         self.opens = 0  # opens answered with a backing file, for ``mssfs stats``
 
     def open_reader(self, path: str, whole_file: Callable[[], int | None],
@@ -164,6 +179,15 @@ class Passthrough:
                 backing.opens += 1
                 self.opens += 1
                 return backing.id
+            served = self._served.get(path, 0)
+            if served and served == self._closing.get(path, 0):
+                self._cond.wait_for(lambda: not self._served.get(path)
+                                    or path in self._backings, timeout=self.settle)
+                backing = self._backings.get(path)
+                if backing is not None:  # another open set one up meanwhile
+                    backing.opens += 1
+                    self.opens += 1
+                    return backing.id
             backing_id = 0 if self._served.get(path) else self._set_up(whole_file, unpin)
             if backing_id:
                 self._backings[path] = _Backing(backing_id, 1, unpin)
@@ -184,15 +208,27 @@ class Passthrough:
                 raise FileBusy("open in passthrough mode by another process", path=path)
             self._served[path] = self._served.get(path, 0) + 1
 
-    def release(self, path: str, backing_id: int) -> None:
-        """A handle of ``path`` opened through this class was released."""
+    def closing(self, path: str) -> None:
+        """The application closed a handle of ``path`` that mssfs serves (its first
+        FLUSH): its RELEASE is on its way. Call it at most once per handle, and pass
+        ``closed=True`` to that handle's ``release``."""
+        if self.kernel is None:
+            return
+        with self._cond:
+            if self._served.get(path):
+                self._closing[path] = self._closing.get(path, 0) + 1
+
+    def release(self, path: str, backing_id: int, *, closed: bool = False) -> None:
+        """A handle of ``path`` opened through this class was released; ``closed``: it
+        had been announced by ``closing``."""
         if self.kernel is None:
             return
         with self._cond:
             if not backing_id:
-                count = self._served.pop(path, 0) - 1
-                if count > 0:
-                    self._served[path] = count
+                _decrement(self._served, path)
+                if closed:
+                    _decrement(self._closing, path)
+                self._cond.notify_all()
                 return
             found = self._backings.get(path)
             if found is None or found.id != backing_id:  # renamed or unlinked meanwhile
@@ -219,10 +255,11 @@ class Passthrough:
             for path, backing in moved(self._backings).items():
                 self._displace(self._backings, path)
                 self._backings[path] = backing
-            for path, count in moved(self._served).items():
-                # A handle still open on a replaced target keeps counting: erring on
-                # the side of "served" only ever declines a passthrough.
-                self._served[path] = self._served.get(path, 0) + count
+            for table in (self._served, self._closing):
+                for path, count in moved(table).items():
+                    # A handle still open on a replaced target keeps counting: erring
+                    # on the side of "served" only ever declines a passthrough.
+                    table[path] = table.get(path, 0) + count
             self._cond.notify_all()
 
     def forget(self, path: str) -> None:

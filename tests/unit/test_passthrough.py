@@ -127,3 +127,50 @@ def test_rename_moves_backings_and_counts_and_unlink_frees_the_name(whole):
     pt.release("/e/f", backing)  # found by its id
     pt.release("/e/f", backing)
     assert kernel.open == set() and whole.pins == 0
+
+
+def test_an_open_waits_briefly_for_served_handles_their_application_closed(whole):
+    # `cat f; cat f`: the first cat's handle (served by mssfs while it filled the cache)
+    # was closed (FLUSH), but the kernel sends its RELEASE after close(2) returned, so it
+    # may arrive after the second cat's OPEN. That open waits for it, then passes through.
+    pt = enabled()
+    assert pt.open_reader("/f", lambda: None, lambda: None) == 0  # served: not cached yet
+    pt.closing("/f")
+    threading.Timer(0.05, pt.release, args=("/f", 0)).start()
+    backing = pt.open_reader("/f", whole.whole_file, whole.unpin)
+    assert backing and pt.stats()["files_open"] == 1
+    pt.release("/f", backing)
+    assert whole.pins == 0
+
+
+def test_an_open_does_not_wait_for_a_served_handle_still_open(whole):
+    pt = enabled(wait=5.0)
+    pt.open_other("/f")  # a writer, not closed
+    started = time.monotonic()
+    assert pt.open_reader("/f", whole.whole_file, whole.unpin) == 0
+    assert time.monotonic() - started < 1.0 and whole.pins == 0
+    pt.release("/f", 0)
+    pt.release("/f", 0)
+
+
+def test_a_closed_handle_that_is_never_released_is_waited_for_only_briefly(whole):
+    # dup'd descriptors: close(2) of one sends FLUSH, the handle lives on in the other.
+    pt = enabled()
+    pt.settle = 0.1
+    assert pt.open_reader("/f", lambda: None, lambda: None) == 0
+    pt.closing("/f")
+    started = time.monotonic()
+    assert pt.open_reader("/f", whole.whole_file, whole.unpin) == 0
+    assert 0.1 <= time.monotonic() - started < 1.0
+    pt.release("/f", 0)
+    pt.release("/f", 0)
+    assert pt.open_reader("/f", whole.whole_file, whole.unpin)  # nothing served now
+
+
+def test_closing_counts_move_with_a_rename(whole):
+    pt = enabled()
+    assert pt.open_reader("/a", lambda: None, lambda: None) == 0
+    pt.closing("/a")
+    pt.rename("/a", "/b")
+    threading.Timer(0.05, pt.release, args=("/b", 0)).start()
+    assert pt.open_reader("/b", whole.whole_file, whole.unpin)
