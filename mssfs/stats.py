@@ -97,7 +97,9 @@ class StatsSource:
             },
             "passthrough": self.filesystem.passthrough.stats(),
             "memory": {"rss_bytes": rss_bytes()},
-            "uploads": {**self.uploader.stats(), **self._open_files()},
+            # The checksum uploads go with now (HttpStore: "auto" may have fallen back).
+            "uploads": {**self.uploader.stats(), **self._open_files(),
+                        "checksum": getattr(self.store, "upload_checksum", None)},
             "recovery": self._recovery(),
         }
 
@@ -188,7 +190,8 @@ def format_stats(snap: dict[str, Any]) -> str:
         f"uploads    {up.get('files_dirty', 0)} files dirty "
         f"({human_size(up.get('bytes_dirty', 0))}), {up.get('files_uploading', 0)} uploading, "
         f"{up.get('files_failed', 0)} failed; parts {up.get('pending', 0)} pending, "
-        f"{up.get('in_flight', 0)} in flight, {up.get('failed', 0)} failed",
+        f"{up.get('in_flight', 0)} in flight, {up.get('failed', 0)} failed; "
+        f"checked by {(up.get('checksum') or '-').upper()}",
         f"recovery   {rec.get('count', 0)} files ({human_size(rec.get('bytes', 0))}) "
         f"in {rec.get('dir', '-')}",
     ]

@@ -100,6 +100,7 @@ def test_state_goes_dirty_then_clean_around_write_and_close(mount):
 
 def test_stats_counters_move_after_a_known_workload(mounter, mount):
     before = stats(mounter, mount)
+    (mount / "a-dir").mkdir()  # an empty marker: its answer carries no CRC32
     data = os.urandom(3 * MiB)
     (mount / "counted.bin").write_bytes(data)
     assert (mount / "counted.bin").read_bytes() == data
@@ -116,8 +117,11 @@ def test_stats_counters_move_after_a_known_workload(mounter, mount):
     assert after["mount"]["mountpoint"] == str(mount.path)
     assert {"metadata", "block", "disk"} <= set(after["cache"])
     assert after["recovery"]["count"] == 0
+    # SeaweedFS repeats the CRC32 of what it received: the default stays on CRC32.
+    assert after["uploads"]["checksum"] == "crc32"
     text = mounter.run("stats", str(mount.path))
     assert text.returncode == 0 and "requests" in text.stdout and "PutObject" in text.stdout
+    assert "checked by CRC32" in text.stdout
 
 
 def test_mpu_list_and_abort_orphaned_uploads(mounter, mount, bucket, s3):

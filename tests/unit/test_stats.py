@@ -41,13 +41,15 @@ def test_format_names_every_section():
                       "block": {"hits": 0, "misses": 0, "hit_ratio": None}, "disk": None},
             "memory": {"rss_bytes": 50 << 20},
             "uploads": {"files_dirty": 1, "bytes_dirty": 10, "files_uploading": 0,
-                        "files_failed": 0, "pending": 0, "in_flight": 0, "failed": 0},
+                        "files_failed": 0, "pending": 0, "in_flight": 0, "failed": 0,
+                        "checksum": "crc32"},
             "recovery": {"dir": "/r", "count": 1, "bytes": 4,
                          "files": [{"bucket": "b", "key": "k", "size": 4, "path": "/r/x"}]}}
     text = format_stats(snap)
     for expected in ("3 total, 1 retries", "GetObject", "3.0 MiB in", "2.0 KiB out",
                      "75.0%", "blocks     - (0 hits", "disk cache off", "50.0 MiB resident",
-                     "1 files dirty", "recovery   1 files", "b/k (4 B): /r/x"):
+                     "1 files dirty", "checked by CRC32", "recovery   1 files",
+                     "b/k (4 B): /r/x"):
         assert expected in text
 
 
