@@ -92,6 +92,7 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
     from mssfs.namespace import FsConfig
     from mssfs.paths import MountRoot
     from mssfs.recovery import RecoveryFolder
+    from mssfs.staging import salvage
     from mssfs.stats import StatsSource
     from mssfs.uploader import UploadConfig, Uploader
 
@@ -115,10 +116,12 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
         presign_expires=max(1, int(config.fuse.url_expires)), **_optional(
             uid=config.fuse.uid, gid=config.fuse.gid, staging_dir=up.staging_dir),
     )
+    recovery = RecoveryFolder(up.recovery_dir or _default_recovery_dir())
+    # The bytes of a mount that was killed are still in its staging files: keep them.
+    salvage(fs_config.staging_dir, recovery)
     parts.filesystem = Filesystem(
         store, MountRoot(config.source.bucket, config.source.prefix), fs_config,
-        metadata=metadata, prefetcher=prefetcher, uploader=uploader,
-        recovery=RecoveryFolder(up.recovery_dir or _default_recovery_dir()),
+        metadata=metadata, prefetcher=prefetcher, uploader=uploader, recovery=recovery,
     )
     # Asked of the kernel at init (fuse_ops.TunedFUSE): only a disk cache has files
     # for the kernel to read.

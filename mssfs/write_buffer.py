@@ -7,7 +7,9 @@ upload, the buffer can still hand every byte to the recovery folder, and a write
 breaks a streamed upload can fall back to uploading the staged file. The cost is one
 local ``pwrite`` per write (page cache, not RSS; about 0.3 s of system CPU per GiB,
 measured) and disk space for the whole file in ``staging_dir``. A failed local write
-(ENOSPC) is the application's error, not silently dropped bytes.
+(ENOSPC) is the application's error, not silently dropped bytes. If the mount process
+is killed, its staging files stay, and the next mount moves them into the recovery
+folder (``staging``).
 
 Two ways up:
 
@@ -58,12 +60,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mssfs import staging
 from mssfs.errors import UploadFailed
 from mssfs.recovery import RecoveryFolder
 from mssfs.store.base import ObjectInfo, ObjectStore
@@ -150,10 +152,9 @@ class WriteBuffer:
         self.bucket, self.key = bucket, key
         self._part_size = uploader.config.part_size
         self._cond = threading.Condition(threading.Lock())
-        os.makedirs(staging_dir, mode=0o700, exist_ok=True)
-        self._fd, self._path = tempfile.mkstemp(prefix="mssfs-", dir=staging_dir)
-        self._base = base
         fresh = base is None or truncate
+        self._fd, self._path = staging.create(staging_dir, bucket, key, whole=fresh)
+        self._base = base
         self._size = 0 if fresh else base.size
         self._base_limit = self._size
         self._valid: Extents = []  # base region held locally (fetched or written)

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from fuse_mounts import force_unmount, is_mounted, pid_alive, poll
@@ -82,7 +83,19 @@ def test_sigkill_during_a_large_write_leaves_the_previous_object(mounter, s3, bu
     assert got.data == old and got.etag == old_etag  # never a partial object
     # What the writer wrote is still on local disk, in the staging file.
     (left,) = staging.iterdir()
-    assert left.stat().st_size > 0
+    staged = left.read_bytes()
+    assert len(staged) > 0
+
+    # The next mount moves it into the recovery folder (a staging file younger than a
+    # few seconds might be a live mount's: age it, as a later restart would find it).
+    past = time.time() - 60
+    os.utime(left, (past, past))
+    recovery = tmp_path / "recovery"
+    again = mounter.mount(bucket, options=f"staging_dir={staging},recovery_dir={recovery}")
+    mounter.umount(again)
+    assert list(staging.iterdir()) == []
+    (kept,) = recovery.iterdir()
+    assert kept.read_bytes() == staged and "big" in kept.name
 
     orphans = [u for u in s3.list_multipart_uploads(bucket) if u.key == "big"]
     assert len(orphans) == 1
