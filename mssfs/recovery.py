@@ -67,12 +67,19 @@ class RecoveryFolder:
         self.path = os.path.abspath(path)
         self._clock = clock
 
-    def save(self, bucket: str, key: str, source: str | bytes | int) -> str:
+    def save(self, bucket: str, key: str, source: str | bytes | int, *,
+             move: bool = False) -> str:
         """Copy ``source`` (a file path, bytes, or an open file descriptor read from
-        offset 0) into the folder; return the new file's path. Logs one ERROR line."""
+        offset 0) into the folder; return the new file's path. Logs one ERROR line.
+        ``move``: ``source`` is a path that is given up; it is renamed into the folder
+        when both are on one filesystem (no copy), else copied and left to the caller."""
         self._prepare()
         now = self._clock()
         target = self._claim(bucket, key, now)
+        if move and isinstance(source, str) and self._moved(source, target):
+            log.error("upload of s3://%s/%s failed: its %d bytes are kept in %s",
+                      bucket, key, os.stat(target).st_size, target)
+            return target
         partial = os.path.join(self.path, _PARTIAL + os.path.basename(target))
         try:
             size = self._write(partial, source)
@@ -87,6 +94,25 @@ class RecoveryFolder:
         log.error("upload of s3://%s/%s failed: its %d bytes are kept in %s",
                   bucket, key, size, target)
         return target
+
+    def _moved(self, source: str, target: str) -> bool:
+        """Rename ``source`` over the reserved ``target``, durably; False when that fails
+        (another filesystem: EXDEV) and the caller copies instead."""
+        try:
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(source, target)
+        except OSError:
+            return False
+        folder = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+        return True
 
     def list(self) -> list[RecoveredFile]:
         """The files kept so far, oldest first (empty when the folder does not exist)."""

@@ -41,7 +41,8 @@ _BUCKET, _KEY, _WHOLE = "user.mssfs.bucket", "user.mssfs.key", "user.mssfs.whole
 
 
 class Recovery(Protocol):
-    def save(self, bucket: str, key: str, source: str | bytes | int) -> str: ...
+    def save(self, bucket: str, key: str, source: str | bytes | int, *,
+             move: bool = False) -> str: ...
 
 
 def create(staging_dir: str, bucket: str, key: str, *, whole: bool) -> tuple[int, str]:
@@ -111,6 +112,8 @@ def _salvage_one(fd: int, path: str, recovery: Recovery, min_age: float,
     log.warning("%s: the staging file of a mount that ended before storing s3://%s/%s "
                 "(%d bytes%s): to the recovery folder", path, bucket, key, info.st_size,
                 "" if whole else "; ranges of the previous version never read are zeros")
-    target = recovery.save(bucket, key, fd)  # logs the ERROR line naming the copy
-    os.unlink(path)
+    # Renamed into the folder when it is on the same filesystem, else copied.
+    target = recovery.save(bucket, key, path, move=True)  # logs the ERROR line
+    if os.path.exists(path):
+        os.unlink(path)
     return target

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +94,32 @@ def test_list_of_missing_folder_is_empty_and_ignores_partials(tmp_path, folder):
 def test_default_recovery_dir():
     assert default_recovery_dir("/home/u") == "/home/u/.local/share/mssfs/recovery"
     assert default_recovery_dir("/home/u", "/data") == "/data/mssfs/recovery"
+
+
+def test_a_moved_file_is_renamed_in_without_a_copy(tmp_path):
+    source = tmp_path / "staged"
+    source.write_bytes(b"staged bytes")
+    inode = source.stat().st_ino
+    folder = RecoveryFolder(str(tmp_path / "recovery"))
+    saved = folder.save("b", "k", str(source), move=True)
+    assert not source.exists()
+    assert os.stat(saved).st_ino == inode
+    assert Path(saved).read_bytes() == b"staged bytes"
+    assert [f.key for f in folder.list()] == ["k"]
+
+
+def test_a_move_across_filesystems_is_a_copy(tmp_path, monkeypatch):
+    source = tmp_path / "staged"
+    source.write_bytes(b"staged bytes")
+    real = os.replace
+
+    def replace(src, dst):
+        if os.fspath(src) == str(source):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    folder = RecoveryFolder(str(tmp_path / "recovery"))
+    saved = folder.save("b", "k", str(source), move=True)
+    assert source.exists()  # left to the caller
+    assert Path(saved).read_bytes() == b"staged bytes" and len(folder.list()) == 1
