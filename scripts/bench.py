@@ -375,8 +375,8 @@ class Bench:
         for i in range(self.runs):
             # The default (CRC32 where the server checks it, as here), boto3, then -o
             # upload_checksum=md5, each after a drop of the page cache; the two mounts
-            # swap places every run (the first write after a drop measured slower,
-            # whichever it was).
+            # swap places every run (in interleaved runs, the first of two mounts
+            # measured slower, whichever variant it was).
             runs = [(res, (), f"w{i}.bin"), (md5, ("upload_checksum=md5",), f"m{i}.bin")]
             if i % 2:
                 runs.reverse()
