@@ -293,7 +293,8 @@ class ObjectReader:
         self._ahead_end = max(self._ahead_end, start)
 
     def _plan(self, offset: int, end: int) -> list[tuple[_Part | None, int, int]]:
-        """Split [offset, end) into pieces served by a part, or by block reads (None)."""
+        """Split [offset, end) into pieces served by a part, or by block reads (None),
+        and count the bytes each part hands out (see ``_release_consumed``)."""
         plan: list[tuple[_Part | None, int, int]] = []
         pos = offset
         for part in self._parts:

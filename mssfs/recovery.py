@@ -77,9 +77,15 @@ class RecoveryFolder:
         now = self._clock()
         target = self._claim(bucket, key, now)
         if move and isinstance(source, str) and self._moved(source, target):
-            log.error("upload of s3://%s/%s failed: its %d bytes are kept in %s",
-                      bucket, key, os.stat(target).st_size, target)
-            return target
+            size = os.stat(target).st_size
+        else:
+            size = self._copy_in(source, target)
+        log.error("upload of s3://%s/%s failed: its %d bytes are kept in %s",
+                  bucket, key, size, target)
+        return target
+
+    def _copy_in(self, source: str | bytes | int, target: str) -> int:
+        """Write ``source`` to a hidden partial file, then rename it over ``target``."""
         partial = os.path.join(self.path, _PARTIAL + os.path.basename(target))
         try:
             size = self._write(partial, source)
@@ -91,9 +97,7 @@ class RecoveryFolder:
                 except FileNotFoundError:
                     pass
             raise
-        log.error("upload of s3://%s/%s failed: its %d bytes are kept in %s",
-                  bucket, key, size, target)
-        return target
+        return size
 
     def _moved(self, source: str, target: str) -> bool:
         """Rename ``source`` over the reserved ``target``, durably; False when that fails

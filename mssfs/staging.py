@@ -23,6 +23,7 @@ Locking: none within the process; the ``flock`` is the protocol between processe
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -114,6 +115,6 @@ def _salvage_one(fd: int, path: str, recovery: Recovery, min_age: float,
                 "" if whole else "; ranges of the previous version never read are zeros")
     # Renamed into the folder when it is on the same filesystem, else copied.
     target = recovery.save(bucket, key, path, move=True)  # logs the ERROR line
-    if os.path.exists(path):
+    with contextlib.suppress(FileNotFoundError):  # still here when it was copied
         os.unlink(path)
     return target

@@ -142,7 +142,7 @@ def http_store_for(server: Any, **config: Any) -> Any:
     config.setdefault("max_retries", 2)
     config.setdefault("retry_base_delay", 0.05)
     config.setdefault("region", getattr(server, "region", "us-east-1"))
-    if type(server).__name__ == "MotoServer":
+    if isinstance(server, MotoServer):
         # moto neither checks x-amz-checksum-crc32 nor answers with it, so "auto" would
         # send its first upload twice (and warn): test_checksums covers that on moto.
         config.setdefault("upload_checksum", "md5")
