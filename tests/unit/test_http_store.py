@@ -15,6 +15,8 @@ import hashlib
 import io
 import logging
 import socket
+import ssl
+import subprocess
 import threading
 import zlib
 from collections.abc import Iterator
@@ -696,43 +698,114 @@ def test_presign_v2_and_anonymous(server, sleeps) -> None:
     anon.close()
 
 
-def test_one_session_per_thread_with_the_configured_tls_and_pool(server, sleeps) -> None:
-    st = make_store(server.endpoint, sleeps, verify_tls="/etc/ssl/certs/ca-bundle.pem",
-                    pool_size=7)
-    sessions = []
-    worker = threading.Thread(target=lambda: sessions.append(st._session()))
+def test_one_adapter_per_thread_with_the_configured_pool(server, sleeps) -> None:
+    st = make_store(server.endpoint, sleeps, pool_size=7)
+    adapters = []
+    worker = threading.Thread(target=lambda: adapters.append(st._adapter()))
     worker.start()
     worker.join(timeout=10)
-    mine = st._session()
-    assert mine is st._session()
-    assert sessions[0] is not mine
-    for session in (mine, sessions[0]):
-        assert session.verify == "/etc/ssl/certs/ca-bundle.pem"
-        adapter = session.get_adapter("https://example.com")
+    mine = st._adapter()
+    assert mine is st._adapter()
+    assert adapters[0] is not mine
+    for adapter in (mine, adapters[0]):
         assert adapter._pool_maxsize == 7
         assert adapter.max_retries.total == 0
     closed = []
     mine.close = lambda: closed.append("mine")  # type: ignore[method-assign]
-    sessions[0].close = lambda: closed.append("worker")  # type: ignore[method-assign]
+    adapters[0].close = lambda: closed.append("worker")  # type: ignore[method-assign]
     st.close()
     assert sorted(closed) == ["mine", "worker"]
 
 
-def test_the_session_of_a_finished_thread_is_closed_and_forgotten(server, store) -> None:
+def test_the_adapter_of_a_finished_thread_is_closed_and_forgotten(server, store) -> None:
     server.script(Answer(200, BUCKETS_XML))
     made = []
-    worker = threading.Thread(target=lambda: (store.list_buckets(), made.append(store._session())))
+    worker = threading.Thread(target=lambda: (store.list_buckets(), made.append(store._adapter())))
     worker.start()
     worker.join(timeout=10)
-    session = made.pop()
-    pools = session.get_adapter("http://127.0.0.1").poolmanager.pools
+    adapter = made.pop()
+    pools = adapter.poolmanager.pools
     assert len(pools) == 1
     del worker
     gc.collect()
-    assert len(pools) == 0  # Session.close() cleared the connection pools
-    del session
+    assert len(pools) == 0  # HTTPAdapter.close() cleared the connection pools
+    del adapter
     gc.collect()
-    assert len(store._sessions) == 0
+    assert len(store._adapters) == 0
+
+
+def test_the_request_goes_out_as_signed(server, store) -> None:
+    # No Session.prepare(): the path is sent exactly as signed (not re-quoted), bodies
+    # get a Content-Length (0 for a bodiless DELETE, none for a GET), no cookie comes back.
+    key = "dir/a b+c~d%e=f\u00e9"
+    server.script(Answer(200, headers={"ETag": '"e1"', "Set-Cookie": "s=1"}),
+                  Answer(200, b"xyz", headers={"ETag": '"e1"'}), Answer(204))
+    store.put_object("bkt", key, b"data")
+    assert store.get_object("bkt", key).data == b"xyz"
+    store.delete_object("bkt", key)
+    put, get, delete = server.seen
+    wire = "/bkt/dir/a%20b%2Bc~d%25e%3Df%C3%A9"
+    assert put.path == get.path == delete.path == wire
+    assert (put.headers["Content-Length"], delete.headers["Content-Length"]) == ("4", "0")
+    assert "Content-Length" not in get.headers
+    assert "Cookie" not in get.headers
+    assert put.headers["User-Agent"].startswith("mssfs/")
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key) paths."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = str(where / "cert.pem"), str(where / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate) -> Iterator[CannedServer]:
+    srv = CannedServer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.stopping.set()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
+
+
+def https(server: CannedServer) -> str:
+    return f"https://127.0.0.1:{server.server_address[1]}"
+
+
+def test_tls_is_verified_by_default(tls_server, sleeps) -> None:
+    st = make_store(https(tls_server), sleeps)
+    with pytest.raises(errors.StoreError) as info:
+        st.list_buckets()
+    assert info.value.code == "TLSError"
+    assert "certificate" in str(info.value).lower() or "TLS" in str(info.value)
+    assert sleeps == []  # a certificate that fails will fail again: not retried
+    st.close()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_with_the_ca_bundle_or_unverified_when_asked(tls_server, certificate,
+                                                         sleeps) -> None:
+    for verify in (certificate[0], False):
+        tls_server.script(Answer(200, BUCKETS_XML))
+        st = make_store(https(tls_server), sleeps, verify_tls=verify)
+        assert [b.name for b in st.list_buckets()] == ["b1"]
+        st.close()
 
 
 def test_a_bytes_body_of_its_own_length_is_not_copied() -> None:
