@@ -55,6 +55,7 @@ from mssfs.page_versions import PageVersions
 from mssfs.passthrough import Passthrough
 from mssfs.paths import MountRoot
 from mssfs.renames import Renamer
+from mssfs.stage import Budget
 from mssfs.store.base import ObjectStore
 from mssfs.xattrs import MetadataOps
 
@@ -94,6 +95,8 @@ class Filesystem:
         self.clock = clock
         self.ns = Namespace(store, root, config, metadata, submit=uploader.submit, clock=clock)
         self.handles = HandleTable()
+        # Small new files are staged in memory, up to 1 MiB each and 64 MiB in all.
+        self.small_files = Budget()
         self.files = OpenFiles(self)
         self.dir_ops = DirOps(self)
         self._renamer = Renamer(self)

@@ -46,6 +46,7 @@ class OpenFiles:
             self.fs.store, self.fs.uploader, self.fs.recovery, bucket, key,
             base=base, truncate=truncate, content_type=content_type,
             metadata=metadata, staging_dir=self.fs.config.staging_dir,
+            memory=self.fs.small_files,
         )
 
     @staticmethod

@@ -1,15 +1,17 @@
 """The write buffer: the bytes of one open file between ``write`` and the upload.
 
 One ``WriteBuffer`` per open-for-write file, shared by all its handles. Every byte
-written lands first in a local *staging file* (mode 0600 in ``staging_dir``), always
-exactly as long as the file: this is the durability choice. Whatever happens to the
-upload, the buffer can still hand every byte to the recovery folder, and a write that
-breaks a streamed upload can fall back to uploading the staged file. The cost is one
-local ``pwrite`` per write (page cache, not RSS; about 0.3 s of system CPU per GiB,
-measured) and disk space for the whole file in ``staging_dir``. A failed local write
-(ENOSPC) is the application's error, not silently dropped bytes. If the mount process
-is killed, its staging files stay, and the next mount moves them into the recovery
-folder (``staging``).
+written lands first in a local *stage* (``stage``), always exactly as long as the file:
+this is the durability choice. Whatever happens to the upload, the buffer can still
+hand every byte to the recovery folder, and a write that breaks a streamed upload can
+fall back to uploading the staged file. The stage is a *staging file* (mode 0600 in
+``staging_dir``): the cost is one local ``pwrite`` per write (page cache, not RSS; about
+0.3 s of system CPU per GiB, measured) and disk space for the whole file. A new file
+starts in memory instead when the mount gives a ``Budget``, and moves to a staging
+file (``_spill``) before it outgrows it (see ``stage`` for why, and for what it changes
+when the mount process is killed). A failed local write (ENOSPC) is the application's
+error, not silently dropped bytes. If the mount process is killed, its staging files
+stay, and the next mount moves them into the recovery folder (``staging``).
 
 Two ways up:
 
@@ -59,15 +61,14 @@ is missing when the upload is completed (``complete`` also checks the part count
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mssfs import staging
 from mssfs.errors import UploadFailed
 from mssfs.recovery import RecoveryFolder
+from mssfs.stage import Budget, FileStage, MemoryStage, Stage
 from mssfs.store.base import ObjectInfo, ObjectStore
 from mssfs.uploader import (
     MAX_PARTS,
@@ -147,20 +148,26 @@ class WriteBuffer:
     def __init__(self, store: ObjectStore, uploader: Uploader, recovery: RecoveryFolder,
                  bucket: str, key: str, *, base: ObjectInfo | None, truncate: bool,
                  content_type: str | None, metadata: Mapping[str, str],
-                 staging_dir: str) -> None:
+                 staging_dir: str, memory: Budget | None = None) -> None:
         self.store, self.uploader, self.recovery = store, uploader, recovery
         self.bucket, self.key = bucket, key
         self._part_size = uploader.config.part_size
         self._cond = threading.Condition(threading.Lock())
         fresh = base is None or truncate
-        self._fd, self._path = staging.create(staging_dir, bucket, key, whole=fresh)
+        self._staging_dir = staging_dir
+        # In memory only while no part can be streamed nor sent from a file: at most
+        # one part (single_put_threshold), so the upload is one PutObject of bytes.
+        self._stage: Stage = (
+            MemoryStage(memory, uploader.config.single_put_threshold)
+            if fresh and memory is not None
+            else FileStage(staging_dir, bucket, key, whole=fresh))
         self._base = base
         self._size = 0 if fresh else base.size
         self._base_limit = self._size
         self._valid: Extents = []  # base region held locally (fetched or written)
         self._written: Extents = []  # base region written since the last commit
         if not fresh:
-            os.ftruncate(self._fd, self._size)
+            self._stage.truncate(self._size)
         # A new object must be created even if nothing is written; a truncated one
         # must be emptied: both count as a change.
         self._data_dirty = int(base is None or (truncate and base.size > 0))
@@ -194,7 +201,8 @@ class WriteBuffer:
 
     @property
     def staging_path(self) -> str:
-        return self._path
+        """The staging file's path; "" while the bytes are in memory."""
+        return self._stage.path
 
     # -- changes ----------------------------------------------------------------
     def write(self, offset: int, data: bytes) -> int:
@@ -204,15 +212,14 @@ class WriteBuffer:
         with self._cond:
             self._wait_idle()
             try:
-                view, pos = memoryview(data), offset
-                while view:
-                    done = os.pwrite(self._fd, view, pos)
-                    view, pos = view[done:], pos + done
+                end = offset + len(data)
+                if not self._stage.fits(end):
+                    self._spill()
+                self._stage.pwrite(data, offset)
             except OSError as exc:
                 failure, broken = exc, self._write_failed()
             else:
                 failure, broken = None, None
-                end = offset + len(data)
                 self._size = max(self._size, end)
                 lo, hi = min(offset, self._base_limit), min(end, self._base_limit)
                 self._valid = _add(self._valid, lo, hi)
@@ -234,9 +241,22 @@ class WriteBuffer:
         abort once the lock is released."""
         self._data_dirty += 1
         self._changes += 1
-        if os.fstat(self._fd).st_size > self._size:
-            os.ftruncate(self._fd, self._size)
+        self._stage.trim(self._size)
         return self._break_stream()
+
+    def _spill(self) -> None:
+        """Under the lock: move a memory stage's bytes to a staging file, before the
+        file outgrows the memory budget (a failure is the caller's OSError)."""
+        memory, stage = self._stage, FileStage(self._staging_dir, self.bucket, self.key,
+                                               whole=True)  # only new files are in memory
+        try:
+            if self._size:
+                stage.pwrite(memory.read_all(self._size), 0)
+        except BaseException:
+            stage.close()
+            raise
+        self._stage = stage
+        memory.close()
 
     def truncate(self, length: int) -> None:
         """Shrink, or grow with zeros, to ``length`` bytes."""
@@ -244,7 +264,9 @@ class WriteBuffer:
             self._wait_idle()
             if length == self._size:
                 return
-            os.ftruncate(self._fd, length)
+            if not self._stage.fits(length):
+                self._spill()
+            self._stage.truncate(length)
             if length < self._base_limit:
                 self._base_limit = length
                 self._valid = _clip(self._valid, length)
@@ -292,7 +314,7 @@ class WriteBuffer:
         with self._cond:
             self._check_open()
             end = min(offset + size, self._size)
-            return os.pread(self._fd, max(0, end - offset), offset)
+            return self._stage.pread(max(0, end - offset), offset)
 
     # -- commit and close -------------------------------------------------------
     def commit(self) -> ObjectInfo:
@@ -349,8 +371,7 @@ class WriteBuffer:
             log.exception("could not keep the unsaved bytes of s3://%s/%s",
                           self.bucket, self.key)
         finally:
-            os.close(self._fd)
-            os.unlink(self._path)
+            self._stage.close()
 
     # -- internals: streaming ---------------------------------------------------
     def _after_change(self, lowest: int, write_end: int
@@ -369,7 +390,7 @@ class WriteBuffer:
             # is still a single PUT.
             if write_end - self._sent_end <= part_size:
                 break
-            parts.append((self._next_part, FileRange(self._fd, self._sent_end, part_size)))
+            parts.append((self._next_part, self._range(self._sent_end, part_size)))
             self._sent_end += part_size
             self._next_part += 1
         if not parts:
@@ -439,12 +460,12 @@ class WriteBuffer:
         else:
             self._fill_all()
             if job.size <= self.uploader.config.single_put_threshold:
-                data = FileRange(self._fd, 0, job.size).read()
+                data = self._stage.read_all(job.size)
                 etag = self.uploader.put(self.bucket, self.key, data, length=job.size,
                                          content_type=job.content_type,
                                          metadata=job.metadata)
             else:
-                etag = self.uploader.upload_file(self.bucket, self.key, self._path,
+                etag = self.uploader.upload_file(self.bucket, self.key, self._file_path(),
                                                  content_type=job.content_type,
                                                  metadata=job.metadata, size=job.size)
         return ObjectInfo(self.key, job.size, etag, time.time(), content_type, metadata)
@@ -465,7 +486,7 @@ class WriteBuffer:
             if end <= limit and _gaps(written, start, end) == [(start, end)]:
                 parts.append(CopyRange(self.bucket, self.key, start, end, self._base.etag))
             else:
-                parts.append(FileRange(self._fd, start, end - start))
+                parts.append(self._range(start, end - start))
                 fills.append((start, min(end, limit)))
         if len(fills) == len(parts):
             return None
@@ -481,7 +502,7 @@ class WriteBuffer:
             while pos < job.size:
                 length = min(stream_part_size(number, min_part=self._part_size),
                              job.size - pos)
-                stream.add_part(FileRange(self._fd, pos, length), part_number=number)
+                stream.add_part(self._range(pos, length), part_number=number)
                 pos, number = pos + length, number + 1
         except BaseException:
             stream.abort()
@@ -505,7 +526,8 @@ class WriteBuffer:
             path = self._keep()
         except OSError:
             log.exception("%s; the bytes could not be copied to the recovery folder and "
-                          "stay in %s while the file is open", what, self._path)
+                          "stay in %s while the file is open", what,
+                          self._stage.path or "memory")
             return UploadFailed(what, path=self.key)
         return UploadFailed(f"{what}; bytes kept in {path}", path=self.key,
                             recovery_path=path)
@@ -527,7 +549,7 @@ class WriteBuffer:
             log.error("s3://%s/%s: %d unchanged bytes of the stored object could not be "
                       "read; they are zeros in the recovered copy", self.bucket, self.key,
                       missing)
-        path = self.recovery.save(self.bucket, self.key, self._fd)
+        path = self._stage.save(self.recovery, self.bucket, self.key)
         with self._cond:
             self._kept = (changes, path)
         return path
@@ -571,8 +593,18 @@ class WriteBuffer:
                 return
             limit = min(start + len(got.data), self._base_limit)
             for a, b in _gaps(self._valid, start, limit):
-                os.pwrite(self._fd, got.data[a - start:b - start], a)
+                self._stage.pwrite(got.data[a - start:b - start], a)
             self._valid = _add(self._valid, start, max(start, limit))
+
+    def _range(self, offset: int, length: int) -> FileRange:
+        """Bytes of the staging file, for a part sent later. A memory stage never holds
+        more than one part, so a part to stream or to send from a file never finds one."""
+        assert self._stage.fd is not None, "a part range of a memory stage"
+        return FileRange(self._stage.fd, offset, length)
+
+    def _file_path(self) -> str:
+        assert self._stage.path, "a file upload of a memory stage"
+        return self._stage.path
 
     def _wait_idle(self) -> None:
         """Under the lock: wait for a commit in progress; fail on a closed buffer."""

@@ -26,7 +26,7 @@ RANKS = {
     "staging": 2,
     "page_versions": 2, "passthrough": 2,
     "credentials": 2,
-    "prefetch": 3, "uploader": 3, "write_buffer": 3,
+    "prefetch": 3, "uploader": 3, "write_buffer": 3, "stage": 3,
     "namespace": 4,
     "filesystem": 6,
     "fuse_ops": 7, "mount": 8, "cli": 9, "__main__": 10, "__init__": 10,

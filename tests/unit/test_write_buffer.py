@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mssfs.recovery import RecoveryFolder
+from mssfs.stage import Budget
 from mssfs.store.memory import MemoryStore
 from mssfs.uploader import UploadConfig, Uploader
 from mssfs.write_buffer import WriteBuffer, _add, _clip, _gaps
@@ -69,9 +70,9 @@ def memory():
     return store
 
 
-@pytest.fixture
-def env(tmp_path):
-    """``env.buffer(store, key, ...)`` → WriteBuffer; everything closed afterwards."""
+def make_env(tmp_path, budget):
+    """``env.buffer(store, key, ...)`` → WriteBuffer, staged in files, or in memory (up
+    to ``budget``) for new files; everything closed afterwards."""
 
     class Env:
         staging = tmp_path / "staging"
@@ -97,7 +98,8 @@ def env(tmp_path):
                     base = None
             buf = WriteBuffer(store, uploader or self.uploader(store), self.recovery, BUCKET,
                               key, base=base, truncate=truncate, content_type=content_type,
-                              metadata=metadata or {}, staging_dir=str(self.staging))
+                              metadata=metadata or {}, staging_dir=str(self.staging),
+                              memory=budget)
             self.buffers.append(buf)
             return buf
 
@@ -108,6 +110,21 @@ def env(tmp_path):
         buf.close(keep_dirty=False)
     for up in e.uploaders:
         up.close()
+    if budget is not None:
+        assert budget.used == 0  # every memory stage gave its bytes back
+
+
+@pytest.fixture(params=["file", "memory"])
+def env(request, tmp_path):
+    """Every test of a buffer runs twice: staged in a file, and with new files staged in
+    memory (1 MiB each, 4 MiB in all: larger ones move to a staging file)."""
+    budget = Budget(file_limit=MiB, total=4 * MiB) if request.param == "memory" else None
+    yield from make_env(tmp_path, budget)
+
+
+@pytest.fixture
+def file_env(tmp_path):
+    yield from make_env(tmp_path, None)
 
 
 def content(store, key="k"):
@@ -169,8 +186,8 @@ def test_unchanged_buffer_commits_nothing(memory, env):
     assert sum(memory.counts.values()) == 1  # only the HEAD above
 
 
-def test_staging_file_is_private(memory, env):
-    buf = env.buffer(memory)
+def test_staging_file_is_private(memory, file_env):
+    buf = file_env.buffer(memory)
     assert stat.S_IMODE(os.stat(buf.staging_path).st_mode) == 0o600
     buf.close(keep_dirty=False)
     assert not os.path.exists(buf.staging_path)
