@@ -247,6 +247,18 @@ class TunedFUSE(mfusepy.FUSE):
         _write_only_direct(fi)
         return 0
 
+    def getattr_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        # mfusepy builds a dict of st_* fields and sets them one setattr at a time;
+        # fill_stat writes the zeroed c_stat directly. tar x asks for attributes six
+        # times per file (libfuse's high-level API follows create, chmod, chown and
+        # utimens with a getattr of its own), so this is its most frequent callback.
+        ctypes.memset(buf, 0, ctypes.sizeof(mfusepy.c_stat))
+        fh = fip.contents.fh if fip else None
+        attrs = self.operations.attributes(
+            None if path is None else path.decode(self.encoding, self.errors), fh)
+        fill_stat(buf.contents, attrs)
+        return 0
+
     def create(self, path: bytes, mode: int, fip: Any) -> int:
         fi = fip.contents
         fi.fh = self.operations.create(path.decode(self.encoding, self.errors), mode, fi.flags)
@@ -350,6 +362,10 @@ class FuseOperations(mfusepy.Operations):
     # -- attributes and directories ------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
         return stat_dict(self("getattr", path, fh))
+
+    def attributes(self, path: str | None, fh: int | None = None) -> Attributes:
+        """``getattr`` for ``TunedFUSE``, which fills the stat itself."""
+        return self("getattr", path, fh)
 
     def readdir(self, path: str, fh: int) -> list[Any]:
         return [".", "..", *((e.name, e.attrs.mode, 0) for e in self("readdir", path))]

@@ -286,6 +286,31 @@ def test_fill_stat_writes_what_stat_dict_says(attrs):
     assert bytes(st) == bytes(expected)
 
 
+@pytest.mark.parametrize(("fh", "passed"), [(None, None), (7, 7)])
+def test_getattr_fills_the_stat_itself(fh, passed):
+    operations, fs = ops(getattr=FILE)
+    binding = TunedFUSE.__new__(TunedFUSE)
+    binding.operations, binding.encoding, binding.errors = operations, "utf-8", "strict"
+    st = mfusepy.c_stat()
+    st.st_ino = 99  # stale bytes in libfuse's buffer are cleared
+    expected = mfusepy.c_stat()
+    mfusepy.set_st_attrs(expected, stat_dict(FILE), use_ns=True)
+    fip = ctypes.pointer(mfusepy.fuse_file_info(fh=fh)) if fh else None
+    assert binding.getattr_fuse_3(b"/f", ctypes.pointer(st), fip) == 0
+    assert bytes(st) == bytes(expected)
+    assert fs.calls == [("getattr", "/f", passed)]
+
+
+def test_a_missing_name_is_enoent_through_the_binding():
+    operations, _ = ops(getattr=NotFound())
+    binding = TunedFUSE.__new__(TunedFUSE)
+    binding.operations, binding.encoding, binding.errors = operations, "utf-8", "strict"
+    binding._pinned = {threading.get_ident()}  # no extra thread state in a test
+    st = mfusepy.c_stat()
+    assert binding._wrapper(binding.getattr_fuse_3, b"/gone", ctypes.pointer(st),
+                            None) == -errno.ENOENT
+
+
 def test_after_init_runs_once_at_the_first_request_after_init():
     # The kernel processes libfuse's INIT reply only after init returns, and that reply
     # lowers the read-ahead: tuning it must wait for the first request after init.
