@@ -19,7 +19,7 @@ returned (it is stored), nor for a failed upload (the bytes go to the recovery f
 from memory as they would from the file). A mount process that is *killed* loses the
 memory-staged bytes of files still open, where a staging file would have been salvaged
 by the next mount (``staging.salvage``); those files' ``close`` had not returned success,
-and returns an error (ENOTCONN), so the writer still holds what it wrote.
+and returns an error (ECONNABORTED), so the writer still holds what it wrote.
 
 Locking: none here; the owning ``WriteBuffer``'s lock guards a stage. ``Budget`` has
 its own lock, held for its counter only.

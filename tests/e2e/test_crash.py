@@ -9,6 +9,7 @@ cannot wedge the test process; every mount is undone by ``force_unmount``.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -18,6 +19,8 @@ import time
 
 import pytest
 from fuse_mounts import force_unmount, is_mounted, pid_alive, poll
+
+from mssfs.store.errors import NotFound
 
 MiB = 1024 * 1024
 
@@ -42,6 +45,20 @@ for pos in range(0, len(data), 1 << 20):
     os.write(fd, data[pos:pos + (1 << 20)])
 print("written", flush=True)
 sys.stdin.read()
+"""
+
+# Writes 1000 bytes to a new file, says so, and closes it when told: the errno of close.
+SMALL_WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+os.write(fd, b"x" * 1000)
+print("written", flush=True)
+sys.stdin.readline()
+try:
+    os.close(fd)
+    print("closed", flush=True)
+except OSError as exc:
+    print(exc.errno, flush=True)
 """
 
 
@@ -127,3 +144,29 @@ def test_sigterm_uploads_a_file_still_open_before_exiting(mounter, s3, bucket):
     got = s3.get_object(bucket, "held").data
     assert len(got) == size and got == expected
     assert s3.list_multipart_uploads(bucket) == []
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_with_a_small_new_file_open_fails_its_close(mounter, s3, bucket, tmp_path):
+    # A small new file is staged in memory (stage.py): the killed mount loses it, and the
+    # writer learns it from close, with its bytes still in hand.
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    mnt = mounter.mount(bucket, options=f"staging_dir={staging}")
+    writer = subprocess.Popen([sys.executable, "-c", SMALL_WRITER, str(mnt / "small")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        assert list(staging.iterdir()) == []  # in memory, not in a staging file
+        os.kill(mnt.pid, signal.SIGKILL)
+        poll(lambda: not pid_alive(mnt.pid), timeout=30)
+        writer.stdin.write("close\n")
+        writer.stdin.flush()
+        # The kernel answers requests of an aborted connection with ECONNABORTED
+        # (older kernels: ENOTCONN).
+        assert int(writer.stdout.readline()) in (errno.ECONNABORTED, errno.ENOTCONN)
+    finally:
+        stop(writer)
+        force_unmount(mnt)
+    with pytest.raises(NotFound):
+        s3.head_object(bucket, "small")
