@@ -37,9 +37,9 @@ gets a 2xx body in 256 KiB pieces as it arrives instead (``_stream``).
 Sending. A request goes straight to a ``requests`` ``HTTPAdapter`` (its urllib3
 connection pools, TLS verification and exception mapping), as a ``PreparedRequest``
 built here, not through ``Session.request``: a session re-parses and re-quotes the URL,
-merges environment settings, cookies and hooks on every call, none of which S3 uses,
-and that cost about 0.1 ms of CPU per request (a third of mssfs's Python time for a
-small file's PUT, measured with py-spy). The URL goes out exactly as signed. TLS is
+merges environment settings, cookies and hooks on every call, none of which S3 uses
+(measured: 439 against 416 µs of client CPU per 4 KiB PUT, 6 alternated runs of
+1,000). The URL goes out exactly as signed. TLS is
 verified as ``config.verify_tls`` says (True, a CA bundle path, or False) on every
 send; no proxy or netrc comes from the environment.
 
