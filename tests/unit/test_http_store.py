@@ -15,8 +15,6 @@ import hashlib
 import io
 import logging
 import socket
-import ssl
-import subprocess
 import threading
 import zlib
 from collections.abc import Iterator
@@ -753,35 +751,6 @@ def test_the_request_goes_out_as_signed(server, store) -> None:
 
 
 # -- TLS ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1: (certificate, key) paths."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = str(where / "cert.pem"), str(where / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
-    return cert, key
-
-
-@pytest.fixture
-def tls_server(certificate) -> Iterator[CannedServer]:
-    srv = CannedServer()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*certificate)
-    srv.socket = context.wrap_socket(srv.socket, server_side=True)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.stopping.set()
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=10)
 
 
 def https(server: CannedServer) -> str:
