@@ -33,13 +33,10 @@ import threading
 from typing import Protocol
 
 from mssfs import staging
+from mssfs.staging import Recovery
 from mssfs.uploader import FileRange
 
 __all__ = ["Budget", "FileStage", "MemoryStage", "Stage"]
-
-
-class Recovery(Protocol):
-    def save(self, bucket: str, key: str, source: str | bytes | int) -> str: ...
 
 
 class Budget:
