@@ -163,6 +163,8 @@ class UploadOptions:
     part_size: int = 8 << 20
     upload_concurrency: int = 8
     staging_dir: str | None = None  # None: the system temporary directory
+    # New files' appends reach the staging file with O_DIRECT from pooled buffers.
+    direct_staging: bool = True
     recovery_dir: str | None = None  # None: $XDG_DATA_HOME/mssfs/recovery
     # At mount: abort multipart uploads in the bucket older than this (None: off).
     abort_uploads_older_than: float | None = None
@@ -272,6 +274,9 @@ OPTIONS: tuple[Option, ...] = (
            "parallel part uploads"),
     Option("staging_dir", "upload", "staging_dir", str,
            "where files being rewritten are staged (default: the system temp dir)"),
+    _flag("no_direct_staging", "upload", "direct_staging",
+          "stage new files with ordinary writes, not O_DIRECT from pooled buffers",
+          value=False),
     Option("recovery_dir", "upload", "recovery_dir", str,
            "where bytes of failed uploads are kept (default: ~/.local/share/mssfs/recovery)"),
     Option("abort_uploads_older_than", "upload", "abort_uploads_older_than", parse_duration,

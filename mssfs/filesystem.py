@@ -57,6 +57,7 @@ from mssfs.paths import MountRoot
 from mssfs.renames import Renamer
 from mssfs.stage import Budget
 from mssfs.store.base import ObjectStore
+from mssfs.tail import TailPool
 from mssfs.xattrs import MetadataOps
 
 __all__ = ["Filesystem", "FsConfig", "MountRoot"]
@@ -97,6 +98,12 @@ class Filesystem:
         self.handles = HandleTable()
         # Small new files are staged in memory, up to 1 MiB each and 64 MiB in all.
         self.small_files = Budget()
+        # Larger new files are appended to their staging files through pooled buffers
+        # of one part (plus one FUSE write): enough for the uploader's byte budget of
+        # parts in flight and a few files being written (see tail).
+        part = uploader.config.part_size
+        self.tails = TailPool(part + 1024 * 1024, uploader.config.byte_budget // part + 4,
+                              enabled=config.direct_staging)
         self.files = OpenFiles(self)
         self.dir_ops = DirOps(self)
         self._renamer = Renamer(self)

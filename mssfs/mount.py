@@ -112,7 +112,7 @@ def build(config: MountConfig, store: Any | None = None) -> Components:
     parts.closers.append(("uploader", uploader.close))
     fs_config = FsConfig(
         read_only=config.fuse.read_only, umask=config.fuse.umask,
-        exact_metadata=cache.exact_metadata,
+        exact_metadata=cache.exact_metadata, direct_staging=up.direct_staging,
         presign_expires=max(1, int(config.fuse.url_expires)), **_optional(
             uid=config.fuse.uid, gid=config.fuse.gid, staging_dir=up.staging_dir),
     )

@@ -80,6 +80,8 @@ class FsConfig:
     exact_metadata: bool = False
     # Where write buffers stage files that are not simple sequential writes.
     staging_dir: str = field(default_factory=tempfile.gettempdir)
+    # A new file's appends are staged with O_DIRECT from pooled buffers (see tail).
+    direct_staging: bool = True
     # Server-side copies in flight during a directory rename.
     rename_concurrency: int = 16
     # Expiry of the presigned URL in the ``user.mssfs.url`` attribute, seconds.

@@ -46,7 +46,7 @@ class OpenFiles:
             self.fs.store, self.fs.uploader, self.fs.recovery, bucket, key,
             base=base, truncate=truncate, content_type=content_type,
             metadata=metadata, staging_dir=self.fs.config.staging_dir,
-            memory=self.fs.small_files,
+            memory=self.fs.small_files, tails=self.fs.tails,
         )
 
     @staticmethod

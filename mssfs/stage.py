@@ -2,7 +2,10 @@
 
 ``FileStage`` is the staging file of ``staging.create`` (mode 0600, locked, named after
 its object in extended attributes): positional writes and reads, ``ftruncate``, and the
-file descriptor that streamed and multipart uploads send parts from.
+parts that streamed and multipart uploads send (``part``: a range of the file). A new
+file's appends go through a ``tail.Tail`` when the mount gives a ``TailPool``: written
+to the file with ``O_DIRECT`` from a pooled buffer, and streamed parts are sent from
+that buffer (see ``tail``); every other operation drains the tail first.
 
 ``MemoryStage`` is a ``bytearray``, for a new (or truncated) file while it is small. Most
 files that tools such as ``cp -r``, ``tar x`` or ``rsync`` write are small, and for them
@@ -34,6 +37,7 @@ from typing import Protocol
 
 from mssfs import staging
 from mssfs.staging import Recovery
+from mssfs.tail import PooledPart, Tail, TailPool
 from mssfs.uploader import FileRange
 
 __all__ = ["Budget", "FileStage", "MemoryStage", "Stage"]
@@ -75,17 +79,23 @@ class Stage(Protocol):
     def pread(self, size: int, offset: int) -> bytes: ...
     def truncate(self, length: int) -> None: ...
     def trim(self, length: int) -> None: ...
+    def part(self, offset: int, length: int) -> FileRange | PooledPart: ...
+    def drain(self) -> None: ...
     def read_all(self, size: int) -> bytes: ...
     def save(self, recovery: Recovery, bucket: str, key: str) -> str: ...
     def close(self) -> None: ...
 
 
 class FileStage:
-    """The staging file (see ``staging``)."""
+    """The staging file (see ``staging``), with a tail for a new file's appends."""
 
-    def __init__(self, staging_dir: str, bucket: str, key: str, *, whole: bool) -> None:
+    def __init__(self, staging_dir: str, bucket: str, key: str, *, whole: bool,
+                 tails: TailPool | None = None) -> None:
         self.fd: int | None
         self.fd, self.path = staging.create(staging_dir, bucket, key, whole=whole)
+        # Only a new file is appended to from its start; an existing one is fetched
+        # and written in place.
+        self._tail = Tail.open(tails, self.path, self.fd) if whole else None
 
     @property
     def _fd(self) -> int:
@@ -96,29 +106,64 @@ class FileStage:
         return True
 
     def pwrite(self, data: bytes | memoryview, offset: int) -> None:
+        if self._tail is not None:
+            if self._tail.append(data, offset):
+                return
+            self.drain()
         view, pos = memoryview(data), offset
         while view:
             done = os.pwrite(self._fd, view, pos)
             view, pos = view[done:], pos + done
 
     def pread(self, size: int, offset: int) -> bytes:
+        if self._tail is not None:
+            return self._tail.read(offset, size)
         return os.pread(self._fd, size, offset)
 
     def truncate(self, length: int) -> None:
+        self.drain()
         os.ftruncate(self._fd, length)
 
     def trim(self, length: int) -> None:
         """After a failed write: cut what landed past ``length``."""
+        if self._tail is not None:
+            self._tail.cut(length)
+            if not self._tail.ended:  # the file holds no byte past the tail's flushed ones
+                return
+            self._tail = None
         if os.fstat(self._fd).st_size > length:
             os.ftruncate(self._fd, length)
 
+    def part(self, offset: int, length: int) -> FileRange | PooledPart:
+        """Bytes ``[offset, offset + length)`` to upload: from the tail's memory when
+        they are its first bytes, else a range of the file."""
+        if self._tail is not None:
+            body = self._tail.take(offset, length)
+            if self._tail.ended:
+                self._tail = None
+            if body is not None:
+                return body
+        return FileRange(self._fd, offset, length)
+
+    def drain(self) -> None:
+        """Make the file hold every byte (the tail ends)."""
+        if self._tail is not None:
+            self._tail.drain()
+            self._tail = None
+
     def read_all(self, size: int) -> bytes:
+        if self._tail is not None:
+            return self._tail.read(0, size)
         return FileRange(self._fd, 0, size).read()
 
     def save(self, recovery: Recovery, bucket: str, key: str) -> str:
+        self.drain()
         return recovery.save(bucket, key, self._fd)
 
     def close(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            tail.close()
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
@@ -167,6 +212,12 @@ class MemoryStage:
 
     def trim(self, length: int) -> None:
         self.truncate(min(length, len(self._data)))
+
+    def part(self, offset: int, length: int) -> FileRange | PooledPart:
+        raise AssertionError("a part of a memory stage: it never holds more than one")
+
+    def drain(self) -> None:
+        pass  # no file
 
     def read_all(self, size: int) -> bytes:
         return bytes(self._data[:size])

@@ -100,6 +100,7 @@ class StatsSource:
             # The checksum uploads go with now (HttpStore: "auto" may have fallen back).
             "uploads": {**self.uploader.stats(), **self._open_files(),
                         "checksum": getattr(self.store, "upload_checksum", None)},
+            "staging": self.filesystem.tails.stats(),
             "recovery": self._recovery(),
         }
 
@@ -166,6 +167,15 @@ def _passthrough_text(info: dict[str, Any]) -> str:
     return f"{info.get('opens', 0)} opens, {info.get('files_open', 0)} files open"
 
 
+def _staging_text(info: dict[str, Any]) -> str:
+    written = f"{human_size(info.get('direct_bytes', 0))} written with O_DIRECT"
+    buffers = (f"{info.get('buffers_lent', 0)} of {info.get('buffers_mapped', 0)} "
+               "buffers lent")
+    if info.get("direct", False):
+        return f"O_DIRECT on: {written}, {buffers}"
+    return f"O_DIRECT off ({info.get('direct_off_because') or '-'}): {written}, {buffers}"
+
+
 def format_stats(snap: dict[str, Any]) -> str:
     """The human view of a snapshot, one fact per line."""
     mount, up, rec = snap.get("mount", {}), snap.get("uploads", {}), snap.get("recovery", {})
@@ -192,6 +202,7 @@ def format_stats(snap: dict[str, Any]) -> str:
         f"{up.get('files_failed', 0)} failed; parts {up.get('pending', 0)} pending, "
         f"{up.get('in_flight', 0)} in flight, {up.get('failed', 0)} failed; "
         f"checked by {(up.get('checksum') or '-').upper()}",
+        f"staging    {_staging_text(snap.get('staging', {}))}",
         f"recovery   {rec.get('count', 0)} files ({human_size(rec.get('bytes', 0))}) "
         f"in {rec.get('dir', '-')}",
     ]

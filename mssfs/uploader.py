@@ -10,12 +10,14 @@ admitted when nothing else is in flight, so progress never stops. Worker threads
 wait for admission (only callers do), so the pool cannot deadlock on its own budget.
 
 Parts are ``bytes``, a ``FileRange`` (a region of a local file, read with ``os.pread``
-by the worker just before it sends it: no memory while it waits in the queue; the
-write buffer streams file ranges of its staging file) or a ``CopyRange`` (a range of a
-stored object, sent as UploadPartCopy: no bytes through us, no room in the budget).
+by the worker just before it sends it: no memory while it waits in the queue), a
+``PooledPart`` (bytes of a buffer lent by a ``tail.TailPool``, sent as they are and
+given back to the pool as soon as their request has finished; the write buffer streams
+these, or file ranges of its staging file) or a ``CopyRange`` (a range of a stored
+object, sent as UploadPartCopy: no bytes through us, no room in the budget).
 ``upload_parts`` mixes them freely; ``upload_file`` and ``copy_large`` are built on it.
 So memory in flight is at most ``concurrency`` parts being sent, plus admitted
-``bytes`` parts, whatever the file size.
+``bytes`` and pooled parts, whatever the file size.
 
 ``UploadStream`` is one multipart upload fed part by part. ``CreateMultipartUpload`` is
 the first job the stream puts on the pool, and every part job waits for its result:
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mssfs.store.base import Body, CompletedPart, ObjectStore
+from mssfs.tail import PooledPart
 
 __all__ = [
     "CopyRange",
@@ -160,7 +163,7 @@ class CopyRange:
     if_match: str | None = None
 
 
-PartBody = bytes | bytearray | memoryview | FileRange
+PartBody = bytes | bytearray | memoryview | FileRange | PooledPart
 
 
 def _length(body: PartBody) -> int:
@@ -320,6 +323,11 @@ class Uploader:
             self._stats[name] += delta
 
 
+def _release(body: object) -> None:
+    if isinstance(body, PooledPart):
+        body.release()
+
+
 def _body_len(body: Body) -> int:
     if isinstance(body, (bytes, bytearray, memoryview)):
         return len(body)
@@ -420,6 +428,7 @@ class UploadStream:
                 future = self._uploader.submit(self._run, size, send, part_number, body)
                 self._futures.append(future)
         if skip:
+            _release(body)
             self._uploader._finished(size, started=False, ok=None)
         return part_number
 
@@ -441,11 +450,15 @@ class UploadStream:
                 if self._error is None and not self._aborted:
                     self._error = exc
         finally:
+            _release(body)  # its buffer goes back to the pool before room is made
             self._uploader._finished(size, started=True, ok=ok)
 
     def _send_part(self, number: int, body: object) -> str:
         upload_id = self._upload_id.result()
-        data = body.read() if isinstance(body, FileRange) else body
+        if isinstance(body, FileRange):
+            data = body.read()
+        else:
+            data = body.view if isinstance(body, PooledPart) else body
         return self._store.upload_part(self.bucket, self.key, upload_id, number, data,
                                        length=len(data))
 

@@ -7,18 +7,22 @@ hand every byte to the recovery folder, and a write that breaks a streamed uploa
 fall back to uploading the staged file. The stage is a *staging file* (mode 0600 in
 ``staging_dir``): the cost is one local ``pwrite`` per write (page cache, not RSS; 0.23
 to 0.54 s of system CPU per GiB on an idle machine, a third of the mount's CPU in a busy
-one: ``perf`` during a 1 GiB ``dd``) and disk space for the whole file. A new file
-starts in memory instead when the mount gives a ``Budget``, and moves to a staging
-file (``_spill``) before it outgrows it (see ``stage`` for why, and for what it changes
-when the mount process is killed). A failed local write (ENOSPC) is the application's
-error, not silently dropped bytes. If the mount process is killed, its staging files
-stay, and the next mount moves them into the recovery folder (``staging``).
+one: ``perf`` during a 1 GiB ``dd``) and disk space for the whole file. New files cost
+less. One starts in memory when the mount gives a ``Budget``, and moves to a staging
+file (``_spill``) before it outgrows it (see ``stage``). Its appends then go through a
+*tail* when the mount gives a ``TailPool``: copied into a pooled buffer, written to the
+staging file with ``O_DIRECT``, and streamed parts are sent from that buffer (see
+``tail``). A failed local write (ENOSPC) is the application's error, not silently
+dropped bytes. If the mount process is killed, its staging files stay, and the next
+mount moves them into the recovery folder (``staging``); memory stages and the
+unflushed end of a tail are lost with it (see ``stage`` and ``tail``).
 
 Two ways up:
 
 - **Streaming.** A buffer that starts empty (new file, or ``truncate``) streams: as soon
-  as writes have passed the end of the next part, that part (a ``FileRange`` of the
-  staging file) is handed to an ``UploadStream``, while the application keeps writing.
+  as writes have passed the end of the next part, that part (the tail's buffer, or a
+  ``FileRange`` of the staging file) is handed to an ``UploadStream``, while the
+  application keeps writing.
   The multipart upload is only started when a write goes past the first part, so a
   file of at most one part is a single PutObject. Part sizes grow with the part number
   (``uploader.stream_part_size``). Backpressure comes from the uploader's byte budget:
@@ -71,6 +75,7 @@ from mssfs.errors import UploadFailed
 from mssfs.recovery import RecoveryFolder
 from mssfs.stage import Budget, FileStage, MemoryStage, Stage
 from mssfs.store.base import ObjectInfo, ObjectStore
+from mssfs.tail import PooledPart, TailPool
 from mssfs.uploader import (
     MAX_PARTS,
     CopyRange,
@@ -149,19 +154,20 @@ class WriteBuffer:
     def __init__(self, store: ObjectStore, uploader: Uploader, recovery: RecoveryFolder,
                  bucket: str, key: str, *, base: ObjectInfo | None, truncate: bool,
                  content_type: str | None, metadata: Mapping[str, str],
-                 staging_dir: str, memory: Budget | None = None) -> None:
+                 staging_dir: str, memory: Budget | None = None,
+                 tails: TailPool | None = None) -> None:
         self.store, self.uploader, self.recovery = store, uploader, recovery
         self.bucket, self.key = bucket, key
         self._part_size = uploader.config.part_size
         self._cond = threading.Condition(threading.Lock())
         fresh = base is None or truncate
-        self._staging_dir = staging_dir
+        self._staging_dir, self._tails = staging_dir, tails
         # In memory only while no part can be streamed nor sent from a file: at most
         # one part (single_put_threshold), so the upload is one PutObject of bytes.
         self._stage: Stage = (
             MemoryStage(memory, uploader.config.single_put_threshold)
             if fresh and memory is not None
-            else FileStage(staging_dir, bucket, key, whole=fresh))
+            else FileStage(staging_dir, bucket, key, whole=fresh, tails=tails))
         self._base = base
         self._size = 0 if fresh else base.size
         self._base_limit = self._size
@@ -248,8 +254,9 @@ class WriteBuffer:
     def _spill(self) -> None:
         """Under the lock: move a memory stage's bytes to a staging file, before the
         file outgrows the memory budget (a failure is the caller's OSError)."""
+        # Only new files are in memory, so the staging file is a new file's.
         memory, stage = self._stage, FileStage(self._staging_dir, self.bucket, self.key,
-                                               whole=True)  # only new files are in memory
+                                               whole=True, tails=self._tails)
         try:
             if self._size:
                 stage.pwrite(memory.read_all(self._size), 0)
@@ -471,7 +478,7 @@ class WriteBuffer:
                                                  metadata=job.metadata, size=job.size)
         return ObjectInfo(self.key, job.size, etag, time.time(), content_type, metadata)
 
-    def _mixed_parts(self, job: _Commit) -> list[FileRange | CopyRange] | None:
+    def _mixed_parts(self, job: _Commit) -> list[FileRange | PooledPart | CopyRange] | None:
         """Parts for a change to a large object: every part untouched since the base
         is copied server-side, the others are filled locally and uploaded. None when
         no part can be copied (then the staged file is uploaded whole)."""
@@ -480,7 +487,7 @@ class WriteBuffer:
         part_size = plan_part_size(job.size, min_part=self._part_size)
         with self._cond:
             written, limit = list(self._written), self._base_limit
-        parts: list[FileRange | CopyRange] = []
+        parts: list[FileRange | PooledPart | CopyRange] = []
         fills = []
         for start in range(0, job.size, part_size):
             end = min(start + part_size, job.size)
@@ -597,14 +604,15 @@ class WriteBuffer:
                 self._stage.pwrite(got.data[a - start:b - start], a)
             self._valid = _add(self._valid, start, max(start, limit))
 
-    def _range(self, offset: int, length: int) -> FileRange:
-        """Bytes of the staging file, for a part sent later. A memory stage never holds
-        more than one part, so a part to stream or to send from a file never finds one."""
-        assert self._stage.fd is not None, "a part range of a memory stage"
-        return FileRange(self._stage.fd, offset, length)
+    def _range(self, offset: int, length: int) -> FileRange | PooledPart:
+        """Bytes of the staging file, for a part sent later: a range of the file, or the
+        tail's memory (``tail``). A memory stage never holds more than one part, so a
+        part to stream or to send from a file never finds one."""
+        return self._stage.part(offset, length)
 
     def _file_path(self) -> str:
         assert self._stage.path, "a file upload of a memory stage"
+        self._stage.drain()
         return self._stage.path
 
     def _wait_idle(self) -> None:

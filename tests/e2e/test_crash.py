@@ -10,6 +10,7 @@ cannot wedge the test process; every mount is undone by ``force_unmount``.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import signal
@@ -144,6 +145,32 @@ def test_sigterm_uploads_a_file_still_open_before_exiting(mounter, s3, bucket):
     got = s3.get_object(bucket, "held").data
     assert len(got) == size and got == expected
     assert s3.list_multipart_uploads(bucket) == []
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_with_a_large_new_file_open_keeps_all_but_its_last_mib(mounter, bucket,
+                                                                      tmp_path):
+    # Appends to a new file reach its staging file with O_DIRECT from a buffer (tail.py),
+    # at least every MiB: a killed mount leaves all but the last unflushed bytes there.
+    staging = tmp_path / "staging"
+    size = 20 * MiB + 12345  # two parts streamed, the third still being written
+    expected = random.Random(5).randbytes(size)
+    mnt = mounter.mount(bucket, options=f"staging_dir={staging}")
+    writer = subprocess.Popen([sys.executable, "-c", HOLDING_WRITER, str(mnt / "large"),
+                               str(size)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        stats = json.loads(mounter.run("stats", "--json", str(mnt.path)).stdout)
+        assert stats["staging"]["direct"] and stats["staging"]["direct_bytes"] > 0
+        os.kill(mnt.pid, signal.SIGKILL)
+        poll(lambda: not pid_alive(mnt.pid), timeout=30)
+    finally:
+        stop(writer)
+        force_unmount(mnt)
+    (left,) = staging.iterdir()
+    staged = left.read_bytes()
+    assert expected.startswith(staged) and size - len(staged) < MiB + 4096
 
 
 @pytest.mark.timeout(300)

@@ -13,6 +13,7 @@ from test_write_buffer import GatedStore
 from mssfs import uploader as uploader_module
 from mssfs.store import errors
 from mssfs.store.memory import MemoryStore
+from mssfs.tail import PooledPart, TailPool
 from mssfs.uploader import (
     MAX_PART_SIZE,
     FileRange,
@@ -190,6 +191,32 @@ def test_stream_first_failure_is_raised_from_complete_and_upload_aborted(memory,
     # With one worker the parts after the failure are skipped, not sent.
     assert memory.counts["UploadPart"] == 1
     assert stream.failed
+
+
+def test_pooled_parts_go_back_to_their_pool_sent_failed_or_skipped(memory, make_uploader):
+    pool = TailPool(5 * MiB, limit=4)
+
+    def pooled(fill: bytes) -> PooledPart:
+        buf = pool.lend()
+        buf[:] = fill * len(buf)
+        return PooledPart(pool, buf, len(buf))
+
+    up = make_uploader(memory, concurrency=1)
+    stream = up.start_stream(BUCKET, "k")
+    parts = [pooled(b"a"), pooled(b"b")]
+    for part in parts:
+        stream.add_part(part)
+    stream.complete()
+    assert body(memory, "k") == b"a" * (5 * MiB) + b"b" * (5 * MiB)
+    assert pool.stats()["buffers_lent"] == 0  # released when sent, though still referenced
+    memory.fail_next("UploadPart", errors.AccessDenied("denied", code="AccessDenied"))
+    stream = up.start_stream(BUCKET, "k2")
+    parts = [pooled(b"c"), pooled(b"d"), pooled(b"e")]  # fails, then two skipped
+    for part in parts:
+        stream.add_part(part)
+    with pytest.raises(errors.AccessDenied):
+        stream.complete()
+    assert pool.stats()["buffers_lent"] == 0
 
 
 def test_stream_create_failure_is_raised(memory, make_uploader):
