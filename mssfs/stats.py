@@ -168,7 +168,9 @@ def _passthrough_text(info: dict[str, Any]) -> str:
 
 
 def _staging_text(info: dict[str, Any]) -> str:
-    written = f"{human_size(info.get('direct_bytes', 0))} written with O_DIRECT"
+    rate = info.get("direct_mb_s")
+    written = (f"{human_size(info.get('direct_bytes', 0))} written with O_DIRECT"
+               + (f" at {rate} MB/s" if rate else ""))
     buffers = (f"{info.get('buffers_lent', 0)} of {info.get('buffers_mapped', 0)} "
                "buffers lent")
     if info.get("direct", False):

@@ -5,7 +5,10 @@ stored (``write_buffer``). Written the ordinary way, that costs a copy into fres
 page-cache pages, which the kernel must allocate, account and later free: 0.37 s of
 CPU per GiB on an idle machine, and a third of the mount's CPU during a 1 GiB ``dd``
 (``perf``), on top of reading each part back (``pread``) to send it. On a machine where
-the S3 server shares the CPU, that copy is taken from the server.
+the S3 server shares the CPU, that copy is taken from the server. Measured with this
+module, alternated on one SeaweedFS (9 rounds, medians per GiB ``dd``): 204 against
+169 MB/s, with 1.37 against 2.04 s of the mount's CPU and 8.5 against 9.3 s of the
+server's (boto3's ``upload_file``: 203 MB/s).
 
 How. A ``Tail`` holds the end of a staging file, bytes ``[start, start + filled)``, in a
 page-aligned buffer lent by a ``TailPool`` (an anonymous ``mmap`` of one part plus
@@ -19,18 +22,20 @@ the write buffer streams, once the file holds them; the bytes past the part move
 another buffer of the pool and the tail goes on. So each byte is copied once in user
 space (into the buffer), written to disk by the device, and sent from the same memory.
 
-Anything else (a write elsewhere, a read, a truncate, a recovery copy, a file upload)
-first ``drain``s the tail: the rest goes to the file (the last partial block with an
-ordinary ``pwrite``) and the tail ends for good, leaving an ordinary staging file.
+Reads are served from the file below the buffer and from the buffer. Anything else (a
+write elsewhere, a truncate, a recovery copy, an upload of the whole file) first
+``drain``s the tail: the rest goes to the file (the last partial block with an ordinary
+``pwrite``) and the tail ends for good, leaving an ordinary staging file.
 
 When it is not used (the stage falls back to ordinary writes, with the same bytes):
 the staging directory refuses ``O_DIRECT`` (tmpfs); a direct write fails with EINVAL;
-the pool is disabled (``-o no_direct_staging``), or disables itself because the staging
-disk is slow (direct writes make the writer wait for the device: under ``MIN_RATE``
-over a window of ``RATE_WINDOW`` bytes, ordinary writes are cheaper) or has no buffer
-left to lend (``limit``); a part larger than the buffer (the 1,001st part of a stream
-and later ones, which are larger). A part the pool cannot replace is read back from the
-file instead (``take`` returns None) and the tail keeps its buffer.
+the pool is disabled (``-o no_direct_staging``), or disables itself for ten minutes
+because the staging disk is slow (direct writes make the writer wait for the device:
+under ``MIN_RATE`` over a window of ``RATE_WINDOW`` bytes, ordinary writes are
+cheaper), or has no buffer left to lend (``limit``); a part larger than the buffer
+(the 1,001st part of a stream and later ones, which are larger). A part the pool cannot
+replace is read back from the file instead (``take`` returns None) and the tail keeps
+its buffer.
 
 What it changes for durability: nothing for files that are closed or fsynced, nor for
 failed uploads (``drain`` precedes every recovery copy). A mount process that is killed
@@ -52,6 +57,7 @@ import mmap
 import os
 import threading
 import time
+from collections.abc import Callable
 
 __all__ = ["DIO_ALIGN", "FLUSH_STEP", "PooledPart", "Tail", "TailPool"]
 
@@ -62,32 +68,36 @@ DIO_ALIGN = 4096  # offsets, lengths and addresses of direct writes (any device'
 FLUSH_STEP = MiB  # write the aligned bytes out once this many are waiting
 MIN_RATE = 400e6  # bytes/s: slower direct writes cost the writer more than a copy
 RATE_WINDOW = 256 * MiB  # direct bytes per rate check
+SLOW_RETRY = 600.0  # seconds before a disk found slow is tried again
 
 
 class TailPool:
     """Lends page-aligned buffers of ``size`` bytes, at most ``limit`` at once."""
 
     def __init__(self, size: int, limit: int, *, keep: int = 2, enabled: bool = True,
-                 min_rate: float = MIN_RATE) -> None:
+                 min_rate: float = MIN_RATE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
         self.limit, self.keep, self.min_rate = limit, keep, min_rate
+        self._clock = clock
         self._enabled = enabled
         self._why_off = "" if enabled else "turned off (no_direct_staging)"
+        self._retry_at: float | None = None  # when a slow disk gets another chance
         self._free: list[mmap.mmap] = []
         self._lent = 0
         self._lock = threading.Lock()
-        self._direct_bytes = 0
-        self._window = [0, 0.0]  # bytes and seconds of direct writes since the last check
+        self._direct = [0, 0.0]  # bytes and seconds of all direct writes
+        self._window = [0, 0.0]  # the same since the last rate check
 
     @property
     def enabled(self) -> bool:
         with self._lock:
-            return self._enabled
+            return self._on()
 
     def lend(self) -> mmap.mmap | None:
         """A buffer, or None: disabled, or ``limit`` already lent."""
         with self._lock:
-            if not self._enabled or self._lent >= self.limit:
+            if not self._on() or self._lent >= self.limit:
                 return None
             self._lent += 1
             if self._free:
@@ -115,32 +125,47 @@ class TailPool:
                 old.close()
 
     def direct_written(self, nbytes: int, seconds: float) -> None:
-        """Account a direct write; turn direct staging off when the disk is too slow."""
+        """Account a direct write. Over each ``RATE_WINDOW`` of them, a rate under
+        ``min_rate`` turns direct staging off for ``SLOW_RETRY`` seconds: a slow disk
+        would make every writer wait for it, where an ordinary write only copies."""
         with self._lock:
-            self._direct_bytes += nbytes
-            self._window[0] += nbytes
-            self._window[1] += seconds
+            for total in (self._direct, self._window):
+                total[0] += nbytes
+                total[1] += seconds
             if self._window[0] < RATE_WINDOW:
                 return
             rate = self._window[0] / max(self._window[1], 1e-9)
             self._window = [0, 0.0]
-            if rate >= self.min_rate or not self._enabled:
+            if rate >= self.min_rate:
                 return
         self.disable(f"the staging disk took direct writes at {rate / 1e6:.0f} MB/s, "
-                     f"under {self.min_rate / 1e6:.0f}")
+                     f"under {self.min_rate / 1e6:.0f}", retry_after=SLOW_RETRY)
 
-    def disable(self, why: str) -> None:
+    def disable(self, why: str, *, retry_after: float | None = None) -> None:
+        """Lend nothing from now on (for ``retry_after`` seconds, if given)."""
         with self._lock:
-            if not self._enabled:
+            if not self._on():
                 return
             self._enabled, self._why_off = False, why
-        log.info("staging new files with ordinary writes from now on: %s", why)
+            self._retry_at = None if retry_after is None else self._clock() + retry_after
+        again = "" if retry_after is None else f" (for {retry_after:.0f} s)"
+        log.info("staging new files with ordinary writes%s: %s", again, why)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
-            return {"direct": self._enabled, "direct_off_because": self._why_off,
-                    "direct_bytes": self._direct_bytes, "buffers_lent": self._lent,
+            nbytes, seconds = self._direct
+            return {"direct": self._on(), "direct_off_because": self._why_off,
+                    "direct_bytes": nbytes,
+                    "direct_mb_s": round(nbytes / seconds / 1e6) if seconds else None,
+                    "buffers_lent": self._lent,
                     "buffers_mapped": self._lent + len(self._free)}
+
+    def _on(self) -> bool:
+        """Under the lock: enabled, or disabled for a while that has passed."""
+        if not self._enabled and self._retry_at is not None and self._clock() >= self._retry_at:
+            self._enabled, self._why_off, self._retry_at = True, "", None
+            log.info("staging new files with O_DIRECT again")
+        return self._enabled
 
 
 class PooledPart:
