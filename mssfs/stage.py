@@ -25,8 +25,9 @@ memory-staged bytes of files still open, where a staging file would have been sa
 by the next mount (``staging.salvage``); those files' ``close`` had not returned success,
 and returns an error (ECONNABORTED), so the writer still holds what it wrote.
 
-Locking: none here; the owning ``WriteBuffer``'s lock guards a stage. ``Budget`` has
-its own lock, held for its counter only.
+Locking: the owning ``WriteBuffer``'s lock guards a stage, except a ``FileStage``'s
+tail, which has the stage's own lock too (see ``FileStage``). ``Budget`` has its own
+lock, held for its counter only.
 """
 
 from __future__ import annotations
@@ -87,12 +88,17 @@ class Stage(Protocol):
 
 
 class FileStage:
-    """The staging file (see ``staging``), with a tail for a new file's appends."""
+    """The staging file (see ``staging``), with a tail for a new file's appends.
+
+    Its own lock guards the tail: the write buffer reads under its lock while a commit,
+    which holds no lock (it only keeps writers out), takes the last part or drains the
+    tail. Taken after the write buffer's lock, never before it."""
 
     def __init__(self, staging_dir: str, bucket: str, key: str, *, whole: bool,
                  tails: TailPool | None = None) -> None:
         self.fd: int | None
         self.fd, self.path = staging.create(staging_dir, bucket, key, whole=whole)
+        self._lock = threading.Lock()
         # Only a new file is appended to from its start; an existing one is fetched
         # and written in place.
         self._tail = Tail.open(tails, self.path, self.fd) if whole else None
@@ -106,18 +112,20 @@ class FileStage:
         return True
 
     def pwrite(self, data: bytes | memoryview, offset: int) -> None:
-        if self._tail is not None:
-            if self._tail.append(data, offset):
-                return
-            self.drain()
+        with self._lock:
+            if self._tail is not None:
+                if self._tail.append(data, offset):
+                    return
+                self._drain()
         view, pos = memoryview(data), offset
         while view:
             done = os.pwrite(self._fd, view, pos)
             view, pos = view[done:], pos + done
 
     def pread(self, size: int, offset: int) -> bytes:
-        if self._tail is not None:
-            return self._tail.read(offset, size)
+        with self._lock:
+            if self._tail is not None:
+                return self._tail.read(offset, size)
         return os.pread(self._fd, size, offset)
 
     def truncate(self, length: int) -> None:
@@ -126,34 +134,36 @@ class FileStage:
 
     def trim(self, length: int) -> None:
         """After a failed write: cut what landed past ``length``."""
-        if self._tail is not None:
-            self._tail.cut(length)
-            if not self._tail.ended:  # the file holds no byte past the tail's flushed ones
-                return
-            self._tail = None
+        with self._lock:
+            if self._tail is not None:
+                self._tail.cut(length)
+                if not self._tail.ended:  # the file has no byte past the tail's flushed
+                    return
+                self._tail = None
         if os.fstat(self._fd).st_size > length:
             os.ftruncate(self._fd, length)
 
     def part(self, offset: int, length: int) -> FileRange | PooledPart:
         """Bytes ``[offset, offset + length)`` to upload: from the tail's memory when
         they are its first bytes, else a range of the file."""
-        if self._tail is not None:
-            body = self._tail.take(offset, length)
-            if self._tail.ended:
-                self._tail = None
-            if body is not None:
-                return body
+        with self._lock:
+            if self._tail is not None:
+                body = self._tail.take(offset, length)
+                if self._tail.ended:
+                    self._tail = None
+                if body is not None:
+                    return body
         return FileRange(self._fd, offset, length)
 
     def drain(self) -> None:
         """Make the file hold every byte (the tail ends)."""
-        if self._tail is not None:
-            self._tail.drain()
-            self._tail = None
+        with self._lock:
+            self._drain()
 
     def read_all(self, size: int) -> bytes:
-        if self._tail is not None:
-            return self._tail.read(0, size)
+        with self._lock:
+            if self._tail is not None:
+                return self._tail.read(0, size)
         return FileRange(self._fd, 0, size).read()
 
     def save(self, recovery: Recovery, bucket: str, key: str) -> str:
@@ -161,13 +171,19 @@ class FileStage:
         return recovery.save(bucket, key, self._fd)
 
     def close(self) -> None:
-        tail, self._tail = self._tail, None
+        with self._lock:
+            tail, self._tail = self._tail, None
         if tail is not None:
             tail.close()
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
             os.unlink(self.path)
+
+    def _drain(self) -> None:
+        if self._tail is not None:
+            self._tail.drain()
+            self._tail = None
 
 
 class MemoryStage:

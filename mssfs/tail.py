@@ -43,7 +43,7 @@ leaves staging files short of the last unflushed bytes of each file being append
 (under 1 MiB + 4 KiB); the writers' ``close`` fails (ECONNABORTED), as for memory-staged
 files (``stage``).
 
-Locking: a ``Tail`` has no lock: its owner's (the write buffer's) guards it. ``TailPool``
+Locking: a ``Tail`` has no lock: its owner's (the ``FileStage``'s) guards it. ``TailPool``
 has one lock for its lists and counters, never held across I/O. A ``PooledPart`` goes
 back to the pool once: when the uploader releases it, or when it is collected.
 """

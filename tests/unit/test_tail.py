@@ -13,6 +13,9 @@ import errno
 import gc
 import os
 import random
+import sys
+import threading
+import time
 
 import pytest
 
@@ -291,3 +294,55 @@ def test_a_streamed_new_file_is_sent_from_memory(tmp_path, monkeypatch):
     assert pool.stats()["direct_bytes"] >= 20 << 20
     gc.collect()
     assert pool.stats()["buffers_lent"] == 0
+
+
+def check_reads(stage, data, lock, done, wrong, seed):
+    """Read random ranges until ``done``; note every wrong answer or failure."""
+    rng = random.Random(seed)
+    while not done.is_set():
+        offset = rng.randrange(len(data))
+        try:
+            with lock:
+                got = stage.pread(4 * KiB, offset)
+        except Exception as exc:
+            wrong.append((offset, repr(exc)))
+            return
+        if got != data[offset:offset + 4 * KiB]:
+            wrong.append(offset)
+
+
+def test_reads_stay_right_while_a_commit_takes_the_last_part(stages):
+    # The write buffer reads under its lock while a commit, holding no lock (it only
+    # blocks writers), takes the last part or drains the tail: the stage keeps the two
+    # apart. A tiny switch interval makes the threads interleave inside them.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for attempt in range(60):
+            stage = stages()
+            data = os.urandom(2 * PART + 999)
+            buffer_lock = threading.Lock()  # the write buffer's
+            sent = 0
+            for start in range(0, len(data), 4 * KiB):
+                with buffer_lock:
+                    stage.pwrite(data[start:start + 4 * KiB], start)
+                    if min(start + 4 * KiB, len(data)) - sent > PART:  # streamed
+                        stage.part(sent, PART).release()
+                        sent += PART
+            wrong, done = [], threading.Event()
+            thread = threading.Thread(target=check_reads,
+                                      args=(stage, data, buffer_lock, done, wrong, attempt))
+            thread.start()
+            try:
+                time.sleep(0.001)
+                if attempt % 2:
+                    stage.drain()  # an upload of the whole file
+                else:
+                    stage.part(sent, len(data) - sent).release()  # the last part
+                time.sleep(0.001)
+            finally:
+                done.set()
+                thread.join()
+            assert wrong == []
+    finally:
+        sys.setswitchinterval(interval)
