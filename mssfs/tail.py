@@ -6,9 +6,9 @@ page-cache pages, which the kernel must allocate, account and later free: 0.37 s
 CPU per GiB on an idle machine, and a third of the mount's CPU during a 1 GiB ``dd``
 (``perf``), on top of reading each part back (``pread``) to send it. On a machine where
 the S3 server shares the CPU, that copy is taken from the server. Measured with this
-module, alternated on one SeaweedFS (9 rounds, medians per GiB ``dd``): 204 against
-169 MB/s, with 1.37 against 2.04 s of the mount's CPU and 8.5 against 9.3 s of the
-server's (boto3's ``upload_file``: 203 MB/s).
+module, alternated on one SeaweedFS, each mount run right after a boto3 upload (6
+rounds, medians of a 1 GiB ``dd``): 178 against 171 MB/s (boto3's ``upload_file``: 200),
+with 1.56 against 1.88 s of the mount's CPU.
 
 How. A ``Tail`` holds the end of a staging file, bytes ``[start, start + filled)``, in a
 page-aligned buffer lent by a ``TailPool`` (an anonymous ``mmap`` of one part plus
