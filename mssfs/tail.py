@@ -69,6 +69,7 @@ FLUSH_STEP = MiB  # write the aligned bytes out once this many are waiting
 MIN_RATE = 400e6  # bytes/s: slower direct writes cost the writer more than a copy
 RATE_WINDOW = 256 * MiB  # direct bytes per rate check
 SLOW_RETRY = 600.0  # seconds before a disk found slow is tried again
+O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux and most Unixes; not macOS
 
 
 class TailPool:
@@ -205,10 +206,10 @@ class Tail:
     @classmethod
     def open(cls, pool: TailPool | None, path: str, fd: int) -> Tail | None:
         """A tail for the new, empty staging file ``path`` (open as ``fd``), or None."""
-        if pool is None or not pool.enabled:
+        if pool is None or not pool.enabled or not O_DIRECT:
             return None
         try:
-            dfd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+            dfd = os.open(path, os.O_WRONLY | O_DIRECT | os.O_CLOEXEC)
         except OSError as exc:
             if exc.errno == errno.EINVAL:  # tmpfs, and others without direct I/O
                 pool.disable(f"the staging directory refuses O_DIRECT ({exc.strerror})")
