@@ -11,8 +11,9 @@ rounds, medians of a 1 GiB ``dd``): 178 against 171 MB/s (boto3's ``upload_file`
 with 1.56 against 1.88 s of the mount's CPU.
 
 How. A ``Tail`` holds the end of a staging file, bytes ``[start, start + filled)``, in a
-page-aligned buffer lent by a ``TailPool`` (an anonymous ``mmap`` of one part plus
-1 MiB: a write that completes a part may pass its end by up to one FUSE write). An
+page-aligned buffer lent by a ``TailPool`` (private anonymous memory of one part plus
+1 MiB, a write that completes a part may pass its end by up to one FUSE write, rounded
+up to whole 2 MiB huge pages, which it asks the kernel for: ``_new_buffer``). An
 append is copied into the buffer; as soon as at least ``FLUSH_STEP`` (1 MiB) of
 whole 4 KiB blocks are not yet in the file, they are written to it with ``O_DIRECT``
 (a second descriptor of the staging file): the device reads them from the buffer, no
@@ -69,7 +70,8 @@ FLUSH_STEP = MiB  # write the aligned bytes out once this many are waiting
 MIN_RATE = 400e6  # bytes/s: slower direct writes cost the writer more than a copy
 RATE_WINDOW = 256 * MiB  # direct bytes per rate check
 SLOW_RETRY = 600.0  # seconds before a disk found slow is tried again
-O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux and most Unixes; not macOS
+O_DIRECT = getattr(os, "O_DIRECT", 0)
+HUGE_PAGE = 2 * MiB  # Linux and most Unixes; not macOS
 
 
 class TailPool:
@@ -78,7 +80,8 @@ class TailPool:
     def __init__(self, size: int, limit: int, *, keep: int = 2, enabled: bool = True,
                  min_rate: float = MIN_RATE,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+        # Whole huge pages (2 MiB), so every page of a buffer can be one.
+        self.size = -(-size // HUGE_PAGE) * HUGE_PAGE
         self.limit, self.keep, self.min_rate = limit, keep, min_rate
         self._clock = clock
         self._enabled = enabled
@@ -104,7 +107,7 @@ class TailPool:
             if self._free:
                 return self._free.pop()
         try:
-            return mmap.mmap(-1, self.size)
+            return _new_buffer(self.size)
         except OSError:
             with self._lock:
                 self._lent -= 1
@@ -343,6 +346,19 @@ class Tail:
         os.close(self._dfd)
         self._dfd = -1
         return buf
+
+
+def _new_buffer(size: int) -> mmap.mmap:
+    """Private anonymous memory in huge pages where the kernel has them to give
+    (``MADV_HUGEPAGE``: transparent huge pages are often on for such requests only).
+    Measured per GiB of 9 MiB buffers, with 1 MiB copies and direct writes: 1.1 s of
+    CPU to fault in Python's default shared mapping, 0.65 s a private one, 0.23 to 0.30
+    s in huge pages; and direct writes from a buffer in use cost 0.20 against 0.29 s (the
+    kernel pins one huge page where it pinned 512 small ones)."""
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with contextlib.suppress(AttributeError, OSError):  # no THP: small pages do
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    return buf
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
