@@ -29,14 +29,14 @@ write elsewhere, a truncate, a recovery copy, an upload of the whole file) first
 ``pwrite``) and the tail ends for good, leaving an ordinary staging file.
 
 When it is not used (the stage falls back to ordinary writes, with the same bytes):
-the staging directory refuses ``O_DIRECT`` (tmpfs); a direct write fails with EINVAL;
-the pool is disabled (``-o no_direct_staging``), or disables itself for ten minutes
-because the staging disk is slow (direct writes make the writer wait for the device:
-under ``MIN_RATE`` over a window of ``RATE_WINDOW`` bytes, ordinary writes are
-cheaper), or has no buffer left to lend (``limit``); a part larger than the buffer
-(the 1,001st part of a stream and later ones, which are larger). A part the pool cannot
-replace is read back from the file instead (``take`` returns None) and the tail keeps
-its buffer.
+the staging directory refuses ``O_DIRECT`` (tmpfs did before Linux 6.6); a direct
+write fails with EINVAL; the pool is disabled (``-o no_direct_staging``), or disables
+itself for ten minutes because the staging disk is slow (direct writes make the writer
+wait for the device: under ``MIN_RATE`` over a window of ``RATE_WINDOW`` bytes,
+ordinary writes are cheaper), or has no buffer left to lend (``limit``); a part larger
+than the buffer (the 1,001st part of a stream and later ones, which are larger). A part
+the pool cannot replace is read back from the file instead (``take`` returns None) and
+the tail keeps its buffer.
 
 What it changes for durability: nothing for files that are closed or fsynced, nor for
 failed uploads (``drain`` precedes every recovery copy). A mount process that is killed
