@@ -38,7 +38,7 @@ from typing import Protocol
 
 from mssfs import staging
 from mssfs.staging import Recovery
-from mssfs.tail import PooledPart, Tail, TailPool
+from mssfs.tail import PooledPart, Tail, TailPool, pwrite_all
 from mssfs.uploader import FileRange
 
 __all__ = ["Budget", "FileStage", "MemoryStage", "Stage"]
@@ -117,10 +117,7 @@ class FileStage:
                 if self._tail.append(data, offset):
                     return
                 self._drain()
-        view, pos = memoryview(data), offset
-        while view:
-            done = os.pwrite(self._fd, view, pos)
-            view, pos = view[done:], pos + done
+        pwrite_all(self._fd, memoryview(data), offset)
 
     def pread(self, size: int, offset: int) -> bytes:
         with self._lock:
