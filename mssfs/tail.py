@@ -116,13 +116,16 @@ class TailPool:
     def give_back(self, buf: mmap.mmap) -> None:
         """Return a lent buffer. Once nothing is lent, keep only ``keep`` mapped: the
         rest would stay resident for nothing (a new one costs page faults, 0.23 to
-        0.30 s of CPU per GiB of buffers in huge pages, so a busy pool reuses them)."""
+        0.30 s of CPU per GiB of buffers in huge pages, so a busy pool reuses them).
+        A pool turned off keeps none: the parts that follow are read from the staging
+        file into memory of their own, which would come on top of idle buffers."""
         with self._lock:
             self._lent -= 1
             self._free.append(buf)
+            keep = self.keep if self._on() else 0
             extra: list[mmap.mmap] = []
-            if self._lent == 0 and len(self._free) > self.keep:
-                extra = self._free[:len(self._free) - self.keep]
+            if (self._lent == 0 or keep == 0) and len(self._free) > keep:
+                extra = self._free[:len(self._free) - keep]
                 del self._free[:len(extra)]
         for old in extra:
             with contextlib.suppress(BufferError):  # a view still alive: GC frees it
@@ -146,12 +149,17 @@ class TailPool:
                      f"under {self.min_rate / 1e6:.0f}", retry_after=SLOW_RETRY)
 
     def disable(self, why: str, *, retry_after: float | None = None) -> None:
-        """Lend nothing from now on (for ``retry_after`` seconds, if given)."""
+        """Lend nothing from now on (for ``retry_after`` seconds, if given), and unmap
+        the idle buffers; lent ones are unmapped as they come back."""
         with self._lock:
             if not self._on():
                 return
             self._enabled, self._why_off = False, why
             self._retry_at = None if retry_after is None else self._clock() + retry_after
+            idle, self._free = self._free, []
+        for old in idle:
+            with contextlib.suppress(BufferError):
+                old.close()
         again = "" if retry_after is None else f" (for {retry_after:.0f} s)"
         log.info("staging new files with ordinary writes%s: %s", again, why)
 
