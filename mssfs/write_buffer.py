@@ -71,7 +71,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mssfs import extents
 from mssfs.errors import UploadFailed
+from mssfs.extents import Extents
 from mssfs.recovery import RecoveryFolder
 from mssfs.stage import Budget, FileStage, MemoryStage, Stage
 from mssfs.store.base import ObjectInfo, ObjectStore
@@ -91,47 +93,6 @@ __all__ = ["WriteBuffer"]
 log = logging.getLogger(__name__)
 
 FETCH_BLOCK = 1024 * 1024  # reads of the base object fetch whole 1 MiB blocks
-
-Extents = list[tuple[int, int]]
-
-
-def _gaps(valid: Extents, start: int, end: int) -> Extents:
-    """The parts of [start, end) not covered by the sorted, disjoint ``valid``."""
-    gaps, pos = [], start
-    for a, b in valid:
-        if b <= pos:
-            continue
-        if a >= end:
-            break
-        if a > pos:
-            gaps.append((pos, a))
-        pos = max(pos, b)
-    if pos < end:
-        gaps.append((pos, end))
-    return gaps
-
-
-def _add(valid: Extents, start: int, end: int) -> Extents:
-    """``valid`` with [start, end) merged in."""
-    if start >= end:
-        return valid
-    merged, placed = [], False
-    for a, b in valid:
-        if b < start or a > end:
-            if a > end and not placed:
-                merged.append((start, end))
-                placed = True
-            merged.append((a, b))
-        else:
-            start, end = min(a, start), max(b, end)
-    if not placed:
-        merged.append((start, end))
-    return sorted(merged)
-
-
-def _clip(valid: Extents, limit: int) -> Extents:
-    return [(a, min(b, limit)) for a, b in valid if a < limit]
-
 
 @dataclass(frozen=True)
 class _Commit:
@@ -229,8 +190,8 @@ class WriteBuffer:
                 failure, broken = None, None
                 self._size = max(self._size, end)
                 lo, hi = min(offset, self._base_limit), min(end, self._base_limit)
-                self._valid = _add(self._valid, lo, hi)
-                self._written = _add(self._written, lo, hi)
+                self._valid = extents.add(self._valid, lo, hi)
+                self._written = extents.add(self._written, lo, hi)
                 self._data_dirty += len(data)
                 self._changes += 1
                 handover = self._after_change(offset, end)
@@ -277,8 +238,8 @@ class WriteBuffer:
             self._stage.truncate(length)
             if length < self._base_limit:
                 self._base_limit = length
-                self._valid = _clip(self._valid, length)
-                self._written = _clip(self._written, length)
+                self._valid = extents.clip(self._valid, length)
+                self._written = extents.clip(self._written, length)
             lowest = min(length, self._size)
             self._size = length
             self._data_dirty += 1
@@ -315,7 +276,7 @@ class WriteBuffer:
                 return b""
             lo = offset // FETCH_BLOCK * FETCH_BLOCK
             hi = min(-(-end // FETCH_BLOCK) * FETCH_BLOCK, self._base_limit)
-            gaps = _gaps(self._valid, lo, hi) if lo < hi else []
+            gaps = extents.gaps(self._valid, lo, hi) if lo < hi else []
             etag = self._base.etag if self._base else ""
         if gaps:  # one GET across the gaps; bytes written meanwhile are kept
             self._fetch(gaps[0][0], gaps[-1][1], etag)
@@ -348,7 +309,7 @@ class WriteBuffer:
         with self._cond:
             # Bytes past the old base region exist only here; below it, whatever was
             # fetched or written (a mixed upload copied the rest server-side).
-            self._valid = _add(self._valid, self._base_limit, info.size)
+            self._valid = extents.add(self._valid, self._base_limit, info.size)
             self._written = []
             self._base = info
             self._base_limit = info.size
@@ -491,7 +452,7 @@ class WriteBuffer:
         fills = []
         for start in range(0, job.size, part_size):
             end = min(start + part_size, job.size)
-            if end <= limit and _gaps(written, start, end) == [(start, end)]:
+            if end <= limit and extents.gaps(written, start, end) == [(start, end)]:
                 parts.append(CopyRange(self.bucket, self.key, start, end, self._base.etag))
             else:
                 parts.append(self._range(start, end - start))
@@ -552,7 +513,7 @@ class WriteBuffer:
         except Exception:
             pass
         with self._cond:
-            missing = sum(b - a for a, b in _gaps(self._valid, 0, self._base_limit))
+            missing = sum(b - a for a, b in extents.gaps(self._valid, 0, self._base_limit))
         if missing:
             log.error("s3://%s/%s: %d unchanged bytes of the stored object could not be "
                       "read; they are zeros in the recovered copy", self.bucket, self.key,
@@ -568,7 +529,8 @@ class WriteBuffer:
         parallel on the uploader's pool."""
         with self._cond:
             wanted = [(0, self._base_limit)] if ranges is None else ranges
-            gaps = [g for a, b in wanted for g in _gaps(self._valid, a, min(b, self._base_limit))]
+            limit = self._base_limit
+            gaps = [g for a, b in wanted for g in extents.gaps(self._valid, a, min(b, limit))]
             etag = self._base.etag if self._base else ""
         # Gaps split by a small write are fetched by one GET (written bytes are kept).
         merged: Extents = []
@@ -600,9 +562,9 @@ class WriteBuffer:
             if self._closed or self._base is None or self._base.etag != etag:
                 return
             limit = min(start + len(got.data), self._base_limit)
-            for a, b in _gaps(self._valid, start, limit):
+            for a, b in extents.gaps(self._valid, start, limit):
                 self._stage.pwrite(got.data[a - start:b - start], a)
-            self._valid = _add(self._valid, start, max(start, limit))
+            self._valid = extents.add(self._valid, start, max(start, limit))
 
     def _range(self, offset: int, length: int) -> FileRange | PooledPart:
         """Bytes of the staging file, for a part sent later: a range of the file, or the

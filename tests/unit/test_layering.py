@@ -23,6 +23,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "mssfs"
 RANKS = {
     "attributes": 1, "errors": 1, "config": 1, "paths": 1, "posix_meta": 1, "cache_journal": 1,
     "metadata_cache": 2, "read_cache": 2, "disk_cache": 2, "recovery": 2, "handles": 2,
+    "extents": 1,
     "staging": 2, "tail": 2,
     "page_versions": 2, "passthrough": 2,
     "credentials": 2,

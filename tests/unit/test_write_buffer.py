@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import gc
-import itertools
 import os
 import stat
 import threading
 import time
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from mssfs.recovery import RecoveryFolder
 from mssfs.stage import Budget
 from mssfs.store.memory import MemoryStore
 from mssfs.tail import TailPool
 from mssfs.uploader import UploadConfig, Uploader
-from mssfs.write_buffer import WriteBuffer, _add, _clip, _gaps
+from mssfs.write_buffer import WriteBuffer
 
 MiB = 1024 * 1024
 BUCKET = "bucket"
@@ -137,26 +134,6 @@ def file_env(tmp_path):
 
 def content(store, key="k"):
     return store.get_object(BUCKET, key).data
-
-
-# -- extents (pure) -----------------------------------------------------------------------
-
-
-ranges = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=8)
-
-
-@given(ranges, st.integers(0, 60), st.integers(0, 60), st.integers(0, 60))
-def test_extents_match_a_set_model(adds, start, end, limit):
-    valid, model = [], set()
-    for a, b in adds:
-        valid = _add(valid, a, b)
-        model |= set(range(a, b))
-    assert {i for a, b in valid for i in range(a, b)} == model
-    assert all(b1 < a2 for (_, b1), (a2, _) in itertools.pairwise(valid))  # disjoint, merged
-    gaps = _gaps(valid, start, end)
-    assert {i for a, b in gaps for i in range(a, b)} == set(range(start, end)) - model
-    clipped = _clip(valid, limit)
-    assert {i for a, b in clipped for i in range(a, b)} == {i for i in model if i < limit}
 
 
 # -- small files ----------------------------------------------------------------------------
