@@ -2,8 +2,8 @@
 
 The write buffer records with them which ranges of a file's base object it holds
 locally (fetched or written) and which were written since the base. Pure functions on
-plain lists: each returns a new list and never changes its argument, so no locking of
-their own (the caller's lock guards the list it keeps).
+plain lists: none changes its argument (``add`` of an empty range returns it as it
+is), so they need no lock of their own; the caller's lock guards the list it keeps.
 """
 
 from __future__ import annotations
