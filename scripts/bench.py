@@ -408,6 +408,10 @@ class Bench:
         def warm() -> None:
             self.warm_source(src)
 
+        # Untimed: the first upload to a new bucket is the slowest (SeaweedFS grows its
+        # volumes; in a --quick run, boto3 at 106 MB/s then 207): the first side to run
+        # would pay for it.
+        self.s3.upload_file(str(src), bucket, "warmup", Config=self.tconf)
         for i in range(self.runs):
             # Each default mount run comes right after the boto3 run it is compared
             # with: a run measured faster right after another process had freed its
