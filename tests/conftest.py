@@ -23,7 +23,9 @@ the ``quirks`` fixture or ``expect_quirk`` and keep the strict S3 expectation fo
 other store.
 
 Hygiene. A test that logs a WARNING or worse fails, unless it carries
-``@pytest.mark.allow_warnings`` (optionally with a regex the messages must match).
+``@pytest.mark.allow_warnings`` (optionally with a regex the messages must match). The
+in-process moto server's own log (``werkzeug``) is not counted: it logs an error after
+answering it with a 500, which the client sees, so the record can land in the next test.
 Nothing is skipped silently: a missing server or FUSE fails the test with a message,
 unless ``MSSFS_ALLOW_SKIP=1`` (a developer's escape hatch) turns that into a skip. A run
 in which no test passed or failed ends with pytest's "no tests ran" status (5).
